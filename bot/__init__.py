@@ -1,0 +1,1 @@
+"""revieee: review environments on AWS ECS for every branch, driven from chat."""

@@ -1,0 +1,51 @@
+"""The composition root: every client, the store, the engine and the worker pool are built here,
+once, and handed to the code that needs them. Nothing builds a client at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.aws import AwsClients, build_clients
+from bot.config import Secrets, Settings
+from bot.engine import CommitResolver, Engine
+from bot.operations import OperationRunner
+from bot.review import ReviewApps
+from bot.store import Store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    secrets: Secrets
+    clients: AwsClients
+    store: Store
+    engine: Engine
+    apps: ReviewApps
+    runner: OperationRunner
+
+    def close(self) -> None:
+        self.runner.shutdown(drain=True)
+        self.store.close()
+
+
+def build(
+    settings: Settings,
+    secrets: Secrets | None = None,
+    clients: AwsClients | None = None,
+    commits: CommitResolver | None = None,
+) -> Runtime:
+    """Wire revieee together from validated settings."""
+    secrets = secrets or Secrets.from_environ()
+    clients = clients or build_clients(settings.aws_retry_mode, settings.aws_max_attempts)
+    store = Store(settings.database)
+    engine = Engine(clients, settings)
+    apps = ReviewApps(settings, store, engine, commits)
+    runner = OperationRunner(
+        store,
+        apps.execute,
+        workers=settings.workers,
+        max_attempts=settings.max_attempts,
+        poll_interval=min(1.0, settings.poll_interval * 4),
+    )
+    apps.on_enqueue.append(lambda _op: runner.wake())
+    return Runtime(settings, secrets, clients, store, engine, apps, runner)

@@ -1,0 +1,95 @@
+"""The boto3 clients revieee uses, built in one place (see :func:`build_clients`).
+
+Credentials and region come from boto3's standard chain; ``AWS_ENDPOINT_URL`` (and the
+per-service ``AWS_ENDPOINT_URL_<SERVICE>``) is honoured by boto3 itself, which is how the whole app
+runs against moto's server. Throttling and transient errors are retried by botocore's
+``adaptive`` (or ``standard``) retry mode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+SERVICES = ("ecs", "servicediscovery", "ecr", "ec2")
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The clients the engine needs; each is a plain boto3 client."""
+
+    ecs: Any
+    servicediscovery: Any
+    ecr: Any
+    ec2: Any
+
+    def all(self) -> list[Any]:
+        return [self.ecs, self.servicediscovery, self.ecr, self.ec2]
+
+
+def build_clients(
+    retry_mode: str = "adaptive",
+    max_attempts: int = 8,
+    session: boto3.session.Session | None = None,
+) -> AwsClients:
+    """Build every AWS client once; called by the composition root, never at import time."""
+    session = session or boto3.session.Session()
+    config = Config(
+        retries={"mode": retry_mode, "max_attempts": max_attempts},  # type: ignore[arg-type]
+        user_agent_extra="revieee",
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    clients = {name: session.client(name, config=config) for name in SERVICES}  # type: ignore[call-overload]
+    return AwsClients(**clients)
+
+
+class CallCounter:
+    """Counts AWS API calls (not HTTP retries) through botocore's event hooks."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.calls: Counter[str] = Counter()
+        self.sent_params: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        for client in clients.all():
+            client.meta.events.register("provide-client-params.*.*", self._on_call)
+
+    def _on_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}:{model.name}"
+        with self._lock:
+            self.calls[name] += 1
+            self.sent_params.append((name, dict(params)))
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.sent_params.clear()
+
+    def params_of(self, name: str) -> list[dict[str, Any]]:
+        return [p for n, p in self.sent_params if n == name]
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line account of an AWS error, without request ids or credentials."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '').strip()}".rstrip(": ")
+    if isinstance(exc, BotoCoreError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,172 @@
+"""The ``revieee`` console script.
+
+``revieee [--config PATH] VERB ...`` runs the same verbs as Slack and GitHub (deploy, stop, list,
+status, help) through the same parser, plus the terminal-only ``check``, ``worker`` and ``demo``.
+Exit codes: 0 done, 1 the operation or check failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bot.config import ConfigError, load_settings
+from commands.parser import UsageError, parse_words
+from commands.run import Reply, format_help, run
+from commands.verbs import VERBS, Command
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+    from bot.config import Settings
+    from bot.store import Operation
+
+EXTRA = {
+    "check": "check the configuration and that the cluster, namespace, subnets, security groups, "
+    "template task definitions and ECR repositories exist",
+    "worker": "run queued operations (and resume interrupted ones) until stopped",
+    "demo": "run the whole flow against the built-in AWS sandbox (no AWS account needed)",
+}
+
+
+def _argparser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="revieee",
+        add_help=False,
+        description="Review environments on AWS ECS for every branch.",
+        epilog="verbs: " + ", ".join([*VERBS, *EXTRA]),
+    )
+    parser.add_argument(
+        "--config", help="path to revieee.toml (default: $REVIEEE_CONFIG, then ./revieee.toml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
+    parser.add_argument("words", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _argparser().parse_args(argv)
+    words = list(args.words)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    verb = words[0].lower() if words else "help"
+    if verb in ("help", "-h", "--help") and len(words) <= 1:
+        print(format_help())
+        print("\nterminal only:")
+        for name, text in EXTRA.items():
+            print(f"  {name:<48} {text}")
+        print("\noptions: --config PATH (or REVIEEE_CONFIG), -v/--verbose")
+        return 0
+    if verb == "demo":
+        from bot.demo import run_demo
+
+        return run_demo()
+    try:
+        if verb in EXTRA:
+            if len(words) > 1:
+                raise UsageError(f"{verb} takes no arguments")
+            settings = load_settings(args.config)
+            return _check(settings) if verb == "check" else _worker(settings)
+        command = parse_words(words)
+        settings = load_settings(args.config)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    return _run_verb(settings, command)
+
+
+def _run_verb(settings: Settings, command: Command) -> int:
+    from bot.app import build
+
+    runtime = build(settings)
+    try:
+        return execute(runtime, command, actor=getpass.getuser())
+    finally:
+        runtime.store.close()
+
+
+def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
+    """Run one command in this process, printing what a user sees; returns the exit code."""
+    reply: Reply = run(command, runtime.apps, actor=actor, source="cli")
+    print(reply.text)
+    if not reply.ok:
+        return 1
+    op = reply.operation
+    if op is None:
+        return 0
+
+    def show(o: Operation, step: str, message: str) -> None:
+        if o.id == op.id:
+            print(f"  [{step}] {message}", flush=True)
+
+    runtime.apps.listeners.append(show)
+    try:
+        if runtime.runner.run_until_idle(only=op.id) == 0:
+            print(
+                f"operation {op.id} waits behind another operation on {op.env}; a running "
+                "`revieee worker` will carry it out"
+            )
+            return 0
+    finally:
+        runtime.apps.listeners.remove(show)
+    done = runtime.store.get_operation(op.id)
+    if done.status != "succeeded":
+        print(f"operation {op.id} failed: {done.error}", file=sys.stderr)
+        return 1
+    env = runtime.store.get_env(op.env) or {}
+    print(f"{op.env}: {env.get('status')} {env.get('url') or ''}".rstrip())
+    return 0
+
+
+def _check(settings: Settings) -> int:
+    from bot.aws import build_clients
+    from bot.engine import Engine
+
+    engine = Engine(build_clients(settings.aws_retry_mode, 2), settings)
+    print(f"configuration: OK ({len(settings.apps)} app(s): {settings.app_names})")
+    problems = engine.check()
+    if problems:
+        print(f"{len(problems)} problem(s) in AWS:")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print(
+        f"AWS: OK (cluster {settings.cluster}, namespace {settings.namespace}, "
+        f"{len(settings.subnets)} subnet(s), {len(settings.security_groups)} security group(s))"
+    )
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    from bot.app import build
+
+    logging.getLogger().setLevel(settings.log_level.upper())
+    runtime = build(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    resumed, failed = runtime.runner.start()
+    print(
+        f"worker started: {len(resumed)} operation(s) resumed, {len(failed)} failed after "
+        "repeated interruptions",
+        flush=True,
+    )
+    stop.wait()
+    print("worker stopping: draining running operations", flush=True)
+    runtime.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

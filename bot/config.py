@@ -1,0 +1,509 @@
+"""Configuration in layers: built-in defaults < ``revieee.toml`` < ``REVIEEE_*`` variables.
+
+Secrets (Slack and GitHub tokens, the webhook secret) are never read from the file: see
+:class:`Secrets`. AWS credentials and region come from boto3's standard chain, and
+``AWS_ENDPOINT_URL`` is honoured by boto3 itself.
+
+Every problem stops start-up with one :class:`ConfigError` naming the key and showing an example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.naming import APP_NAME_RE
+
+ENV_PREFIX = "REVIEEE_"
+SECRET_VARIABLES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "GITHUB_TOKEN",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_APP_PRIVATE_KEY",
+)
+CAPACITY_PROVIDERS = ("FARGATE_SPOT", "FARGATE")
+PLACEHOLDER_RE = re.compile(r"\{([a-z0-9_]+)\}")
+IMAGE_PLACEHOLDERS = {"branch", "sha", "sha7", "env", "app", "service"}
+URL_PLACEHOLDERS = {"env", "domain", "app", "branch"}
+
+
+class ConfigError(Exception):
+    """A configuration problem: names the key and shows an example."""
+
+    def __init__(self, key: str, problem: str, example: str) -> None:
+        self.key = key
+        super().__init__(f"config error: {key}: {problem}\n  example: {example}")
+
+
+@dataclass(frozen=True)
+class CapacityProvider:
+    provider: str
+    weight: int = 1
+    base: int = 0
+
+    def to_aws(self) -> dict[str, Any]:
+        return {"capacityProvider": self.provider, "weight": self.weight, "base": self.base}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """One container service of an app: where its image comes from and how it runs."""
+
+    name: str
+    repository: str
+    task_definition: str
+    container: str
+    port: int
+    ecr_repository: str | None = None
+    tag: str = "{branch}-{sha7}"
+    image: str | None = None
+    default_branch: str = "main"
+    cpu: int | None = None
+    memory: int | None = None
+    public: bool = False
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_sha(self) -> bool:
+        template = self.image if self.image else self.tag
+        return bool({"sha", "sha7"} & set(PLACEHOLDER_RE.findall(template)))
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What one environment runs: one or more services, possibly from several repositories."""
+
+    name: str
+    services: tuple[ServiceConfig, ...]
+    channel: str | None = None
+
+    @property
+    def public_service(self) -> ServiceConfig:
+        return next((s for s in self.services if s.public), self.services[0])
+
+    def service(self, name: str) -> ServiceConfig:
+        return next(s for s in self.services if s.name == name)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Global settings plus the apps. Built by :func:`load_settings`."""
+
+    apps: Mapping[str, AppConfig]
+    cluster: str
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    namespace: str
+    domain: str
+    assign_public_ip: bool = False
+    url_template: str = "https://{env}.{domain}"
+    capacity_provider_strategy: tuple[CapacityProvider, ...] = (CapacityProvider("FARGATE_SPOT"),)
+    default_app: str | None = None
+    default_channel: str | None = None
+    deploy_timeout: float = 600.0
+    poll_interval: float = 5.0
+    workers: int = 4
+    max_attempts: int = 3
+    database: str = "revieee.db"
+    aws_retry_mode: str = "adaptive"
+    aws_max_attempts: int = 8
+    desired_count: int = 1
+    log_level: str = "info"
+
+    def app(self, name: str | None) -> AppConfig:
+        """The named app, or the default one; KeyError with the known names otherwise."""
+        chosen = (
+            name or self.default_app or (next(iter(self.apps)) if len(self.apps) == 1 else None)
+        )
+        if chosen is None:
+            raise KeyError(f"several apps are configured, name one with --app ({self.app_names})")
+        if chosen not in self.apps:
+            raise KeyError(f"unknown app {chosen!r} (known: {self.app_names})")
+        return self.apps[chosen]
+
+    @property
+    def app_names(self) -> str:
+        return ", ".join(sorted(self.apps))
+
+    def url_for(self, app: str, env: str, branch: str) -> str:
+        return self.url_template.format(env=env, domain=self.domain, app=app, branch=branch)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secrets, read only from the environment and never logged (``repr`` hides them)."""
+
+    values: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Secrets:
+        env = os.environ if environ is None else environ
+        return cls({k: env[k] for k in SECRET_VARIABLES if env.get(k)})
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def require(self, name: str) -> str:
+        value = self.values.get(name)
+        if not value:
+            raise ConfigError(
+                name, "is not set (secrets come only from the environment)", f"export {name}=..."
+            )
+        return value
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+Parser = Callable[[str, Any], Any]
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"must be a non-empty string (got {value!r})", f'{key} = "..."')
+    return value.strip()
+
+
+def _int(lo: int, hi: int) -> Parser:
+    def parse(key: str, value: Any) -> int:
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(
+                key,
+                f"must be a whole number from {lo} to {hi} (got {value!r})",
+                f"{key} = {lo if lo > 0 else hi}",
+            )
+        return value
+
+    return parse
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+        raise ConfigError(
+            key, f"must be a number of seconds above 0 (got {value!r})", f"{key} = 600"
+        )
+    return float(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false (got {value!r})", f"{key} = true")
+    return value
+
+
+def _id_list(prefix: str) -> Parser:
+    def parse(key: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        example = f'{key} = ["{prefix}0123456789abcdef0"]'
+        if not isinstance(value, list) or not value:
+            raise ConfigError(key, f"must be a non-empty list (got {value!r})", example)
+        for item in value:
+            if not isinstance(item, str) or not item.startswith(prefix):
+                raise ConfigError(
+                    key, f"every item must be an id starting {prefix!r} (got {item!r})", example
+                )
+        return tuple(value)
+
+    return parse
+
+
+def _template(allowed: set[str], example: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        text = _str(key, value)
+        unknown = set(PLACEHOLDER_RE.findall(text)) - allowed
+        if unknown:
+            raise ConfigError(
+                key,
+                f"unknown placeholder {{{sorted(unknown)[0]}}} "
+                f"(allowed: {', '.join(sorted(allowed))})",
+                example,
+            )
+        return text
+
+    return parse
+
+
+def _capacity(key: str, value: Any) -> tuple[CapacityProvider, ...]:
+    example = f'{key} = "FARGATE_SPOT"   # or "FARGATE", or "FARGATE_SPOT:3,FARGATE:1:1"'
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"must be a string (got {value!r})", example)
+    providers = []
+    for part in value.split(","):
+        bits = part.strip().split(":")
+        if (
+            bits[0] not in CAPACITY_PROVIDERS
+            or len(bits) > 3
+            or not all(b.isdigit() for b in bits[1:])
+        ):
+            raise ConfigError(
+                key,
+                f"{part.strip()!r} is not PROVIDER[:WEIGHT[:BASE]] with "
+                f"PROVIDER one of {', '.join(CAPACITY_PROVIDERS)}",
+                example,
+            )
+        weight = int(bits[1]) if len(bits) > 1 else 1
+        base = int(bits[2]) if len(bits) > 2 else 0
+        providers.append(CapacityProvider(bits[0], weight, base))
+    return tuple(providers)
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(
+                key,
+                f"must be one of {', '.join(choices)} (got {value!r})",
+                f'{key} = "{choices[0]}"',
+            )
+        return str(value)
+
+    return parse
+
+
+# key -> (parser, required, example shown when missing)
+GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
+    "cluster": (_str, True, 'cluster = "review-apps"'),
+    "subnets": (_id_list("subnet-"), True, 'subnets = ["subnet-0123456789abcdef0"]'),
+    "security_groups": (_id_list("sg-"), True, 'security_groups = ["sg-0123456789abcdef0"]'),
+    "namespace": (_str, True, 'namespace = "review.internal"   # Cloud Map namespace name or id'),
+    "domain": (_str, True, 'domain = "review.example.com"'),
+    "assign_public_ip": (_bool, False, "assign_public_ip = false"),
+    "url_template": (
+        _template(URL_PLACEHOLDERS, 'url_template = "https://{env}.{domain}"'),
+        False,
+        'url_template = "https://{env}.{domain}"',
+    ),
+    "capacity_provider_strategy": (_capacity, False, 'capacity_provider_strategy = "FARGATE_SPOT"'),
+    "default_app": (_str, False, 'default_app = "web"'),
+    "default_channel": (_str, False, 'default_channel = "#review-apps"'),
+    "deploy_timeout": (_seconds, False, "deploy_timeout = 600"),
+    "poll_interval": (_seconds, False, "poll_interval = 5"),
+    "workers": (_int(1, 64), False, "workers = 4"),
+    "max_attempts": (_int(1, 20), False, "max_attempts = 3"),
+    "database": (_str, False, 'database = "revieee.db"'),
+    "aws_retry_mode": (
+        _choice("adaptive", "standard", "legacy"),
+        False,
+        'aws_retry_mode = "adaptive"',
+    ),
+    "aws_max_attempts": (_int(1, 20), False, "aws_max_attempts = 8"),
+    "desired_count": (_int(1, 10), False, "desired_count = 1"),
+    "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
+}
+APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
+    "channel": (_str, False, 'channel = "#shop-reviews"'),
+}
+SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
+    "repository": (_str, True, 'repository = "acme/shop-web"'),
+    "task_definition": (_str, True, 'task_definition = "shop-web"   # template family'),
+    "container": (_str, True, 'container = "web"'),
+    "port": (_int(1, 65535), True, "port = 8080"),
+    "ecr_repository": (_str, False, 'ecr_repository = "shop-web"'),
+    "tag": (
+        _template(IMAGE_PLACEHOLDERS, 'tag = "{branch}-{sha7}"'),
+        False,
+        'tag = "{branch}-{sha7}"',
+    ),
+    "image": (
+        _template(IMAGE_PLACEHOLDERS, 'image = "ghcr.io/acme/web:{branch}"'),
+        False,
+        'image = "ghcr.io/acme/web:{branch}"',
+    ),
+    "default_branch": (_str, False, 'default_branch = "main"'),
+    "cpu": (_int(128, 16384), False, "cpu = 256"),
+    "memory": (_int(128, 122880), False, "memory = 512"),
+    "public": (_bool, False, "public = true"),
+    "environment": (lambda k, v: _env_table(k, v), False, 'environment = { LOG_LEVEL = "debug" }'),
+}
+
+
+def _env_table(key: str, value: Any) -> dict[str, str]:
+    example = 'environment = { LOG_LEVEL = "debug" }'
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table of NAME = value (got {value!r})", example)
+    out = {}
+    for name, val in value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{key}.{name}", "is not a valid environment variable name", example)
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise ConfigError(f"{key}.{name}", f"must be a string or number (got {val!r})", example)
+        out[name] = str(val)
+    return out
+
+
+def _check_keys(where: str, table: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    for key in table:
+        if key not in known:
+            if key.upper() in SECRET_VARIABLES or "token" in key or "secret" in key:
+                raise ConfigError(
+                    f"{where}{key}",
+                    "secrets are read only from the environment, never from the config file",
+                    f"export {key.upper()}=...   # and remove it from revieee.toml",
+                )
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}{key}",
+                f"unknown key{hint}",
+                f"known keys here: {', '.join(sorted(known))}",
+            )
+
+
+def _parse_table(
+    where: str, table: Mapping[str, Any], schema: Mapping[str, tuple[Parser, bool, str]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, (parse, required, example) in schema.items():
+        if key in table:
+            out[key] = parse(f"{where}{key}", table[key])
+        elif required:
+            raise ConfigError(f"{where}{key}", "is missing", example)
+    return out
+
+
+def _parse_service(app: str, name: str, table: Any) -> ServiceConfig:
+    where = f"apps.{app}.services.{name}."
+    if not APP_NAME_RE.fullmatch(name):
+        raise ConfigError(
+            where[:-1],
+            "service names are 1-20 of a-z0-9, starting with a letter",
+            f"[apps.{app}.services.web]",
+        )
+    if not isinstance(table, dict):
+        raise ConfigError(where[:-1], "must be a table", f"[apps.{app}.services.{name}]")
+    _check_keys(where, table, SERVICE_KEYS)
+    values = _parse_table(where, table, SERVICE_KEYS)
+    if not values.get("ecr_repository") and not values.get("image"):
+        raise ConfigError(
+            f"{where}ecr_repository",
+            "is missing (or set image)",
+            'ecr_repository = "shop-web"   # or image = "ghcr.io/acme/web:{branch}"',
+        )
+    if values.get("ecr_repository") and values.get("image"):
+        raise ConfigError(
+            f"{where}image",
+            "set either ecr_repository (+ tag) or image, not both",
+            'ecr_repository = "shop-web"',
+        )
+    return ServiceConfig(name=name, **values)
+
+
+def _parse_app(name: str, table: Any) -> AppConfig:
+    if not APP_NAME_RE.fullmatch(name):
+        raise ConfigError(
+            f"apps.{name}",
+            "app names are 1-20 of a-z0-9, starting with a letter "
+            "(they start every environment name)",
+            "[apps.shop]",
+        )
+    if not isinstance(table, dict):
+        raise ConfigError(f"apps.{name}", "must be a table", f"[apps.{name}]")
+    _check_keys(f"apps.{name}.", table, {**APP_KEYS, "services": None})
+    services = table.get("services")
+    if not isinstance(services, dict) or not services:
+        raise ConfigError(
+            f"apps.{name}.services",
+            "an app needs at least one service",
+            f'[apps.{name}.services.web]\nrepository = "acme/web"\n...',
+        )
+    parsed = tuple(_parse_service(name, sname, stable) for sname, stable in services.items())
+    if sum(s.public for s in parsed) > 1:
+        raise ConfigError(
+            f"apps.{name}.services",
+            "at most one service may be public",
+            "public = true   # on the service the URL points at",
+        )
+    return AppConfig(name=name, services=parsed, **_parse_table(f"apps.{name}.", table, APP_KEYS))
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    known = {ENV_PREFIX + k.upper(): k for k in GLOBAL_KEYS}
+    ignored = {"REVIEEE_CONFIG", "REVIEEE_PORT", "REVIEEE_SLACK_API_URL", "REVIEEE_GITHUB_API_URL"}
+    out = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in ignored:
+            continue
+        if var not in known:
+            close = difflib.get_close_matches(var, list(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(var, f"unknown variable{hint}", "REVIEEE_CLUSTER=review-apps")
+        out[known[var]] = value
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path), "config file not found", "revieee --config deploy/revieee.example.toml check"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}", 'cluster = "review-apps"') from None
+
+
+def config_path(cli_path: str | None, environ: Mapping[str, str]) -> Path | None:
+    """``--config`` wins, then ``REVIEEE_CONFIG``, then ``./revieee.toml`` if present."""
+    if cli_path:
+        return Path(cli_path)
+    if environ.get("REVIEEE_CONFIG"):
+        return Path(environ["REVIEEE_CONFIG"])
+    default = Path("revieee.toml")
+    return default if default.exists() else None
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from an already-read TOML table plus ``REVIEEE_*`` overrides."""
+    env = os.environ if environ is None else environ
+    _check_keys("", data, {**GLOBAL_KEYS, "apps": None})
+    merged: dict[str, Any] = {k: v for k, v in data.items() if k != "apps"}
+    merged.update(_from_environment(env))
+    values = _parse_table("", merged, GLOBAL_KEYS)
+    apps_table = data.get("apps")
+    if not isinstance(apps_table, dict) or not apps_table:
+        raise ConfigError(
+            "apps",
+            "at least one app must be configured",
+            '[apps.web.services.web]\nrepository = "acme/web"\n'
+            'task_definition = "web"\ncontainer = "web"\nport = 8080\n'
+            'ecr_repository = "web"',
+        )
+    apps = {name: _parse_app(name, table) for name, table in apps_table.items()}
+    if values.get("default_app") and values["default_app"] not in apps:
+        raise ConfigError(
+            "default_app",
+            f"{values['default_app']!r} is not a configured app (known: {', '.join(sorted(apps))})",
+            f'default_app = "{next(iter(apps))}"',
+        )
+    return Settings(apps=apps, **values)
+
+
+def load_settings(
+    cli_path: str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load and validate the configuration; raises :class:`ConfigError` on the first problem."""
+    env = os.environ if environ is None else environ
+    path = config_path(cli_path, env)
+    data = read_toml(path) if path else {}
+    return settings_from_mapping(data, env)

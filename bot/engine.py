@@ -1,0 +1,838 @@
+"""The environment engine: a branch becomes ECS services registered in Cloud Map.
+
+A deploy is an explicit sequence of idempotent steps (so an interrupted one can simply be run
+again): plan images -> register task definitions -> ensure Cloud Map services -> create or update
+ECS services -> wait until stable. Stop undoes it. Every step reports what it does through a
+``report(step, message)`` callback; every failure is an :class:`EngineError` naming the step.
+
+The engine knows AWS and the configuration, nothing about Slack, GitHub or the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bot.aws import AwsClients, describe_error, error_code
+from bot.config import AppConfig, ServiceConfig, Settings
+from bot.naming import ecs_service_name, image_tag_part, service_label, task_family
+
+Reporter = Callable[[str, str], None]
+
+TASK_DEF_FIELDS = (
+    "taskRoleArn",
+    "executionRoleArn",
+    "networkMode",
+    "containerDefinitions",
+    "volumes",
+    "placementConstraints",
+    "requiresCompatibilities",
+    "cpu",
+    "memory",
+    "pidMode",
+    "ipcMode",
+    "proxyConfiguration",
+    "inferenceAccelerators",
+    "ephemeralStorage",
+    "runtimePlatform",
+)
+CLOUD_MAP_DELETE_TRIES = 10
+
+
+class EngineError(Exception):
+    """A failed step: ``str()`` is ``"<step>: <what went wrong>"``."""
+
+    def __init__(self, step: str, message: str) -> None:
+        self.step = step
+        self.message = message
+        super().__init__(f"{step}: {message}")
+
+
+class ImageMissing(EngineError):
+    """No image for the branch (or commit) in the service's repository."""
+
+
+class CommitResolver(Protocol):
+    """Turns (repository, branch) into the branch's head commit; None when there is no branch."""
+
+    def resolve(self, repository: str, branch: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Which environment: the app, its name, the requested branch and its public URL."""
+
+    app: AppConfig
+    env: str
+    branch: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What one service of an environment will run."""
+
+    service: str
+    branch: str
+    sha: str | None
+    image: str
+    tag: str | None
+    fallback: bool
+
+    @property
+    def short_image(self) -> str:
+        """``repository:tag`` when the image came from ECR, else the image reference."""
+        if self.tag is None:
+            return self.image
+        return f"{self.image.split('@')[0].rsplit('/', 1)[-1]}:{self.tag}"
+
+    def describe(self) -> str:
+        commit = f"@{self.sha[:7]}" if self.sha else ""
+        note = " (fallback: the repository has no such branch)" if self.fallback else ""
+        return f"{self.service}: {self.branch}{commit} -> {self.short_image}{note}"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The AWS resources of one deployed service."""
+
+    service: str
+    ecs_service: str
+    cloud_map_service: str
+    cloud_map_id: str
+    task_definition: str
+    host: str
+
+
+def _noop(step: str, message: str) -> None:
+    return None
+
+
+def _tags(spec_app: str, env: str, branch: str) -> dict[str, str]:
+    return {"revieee:app": spec_app, "revieee:env": env, "revieee:branch": branch[:256]}
+
+
+def _render(template: str, **values: str) -> str:
+    return re.sub(r"\{([a-z0-9_]+)\}", lambda m: values[m.group(1)], template)
+
+
+def _tag_pattern(template: str, **values: str) -> re.Pattern[str]:
+    """A regex matching tags rendered from ``template`` with any commit in place of the sha."""
+    regex, seen = [], set()
+    for index, piece in enumerate(re.split(r"(\{[a-z0-9_]+\})", template)):
+        name = piece[1:-1] if index % 2 else None  # odd pieces are the placeholders
+        if name in ("sha", "sha7"):
+            hexes = "[0-9a-f]{40}" if name == "sha" else "[0-9a-f]{7}"
+            regex.append(hexes if name in seen else f"(?P<{name}>{hexes})")
+            seen.add(name)
+        else:
+            regex.append(re.escape(values[name] if name else piece))
+    return re.compile("".join(regex))
+
+
+class Engine:
+    """Deploys, waits for, describes and stops environments on ECS + Cloud Map."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.aws = clients
+        self.settings = settings
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._namespace: tuple[str, str] | None = None
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _call(self, step: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+
+    def namespace(self) -> tuple[str, str]:
+        """(id, name) of the configured Cloud Map namespace (given by name or id)."""
+        if self._namespace is None:
+            wanted = self.settings.namespace
+            step = f"finding Cloud Map namespace {wanted}"
+            paginator = self.aws.servicediscovery.get_paginator("list_namespaces")
+            try:
+                for page in paginator.paginate():
+                    for ns in page["Namespaces"]:
+                        if wanted in (ns["Id"], ns["Name"]):
+                            self._namespace = (ns["Id"], ns["Name"])
+            except (ClientError, BotoCoreError) as exc:
+                raise EngineError(step, describe_error(exc)) from exc
+            if self._namespace is None:
+                raise EngineError(step, "no such namespace in this account and region")
+        return self._namespace
+
+    def host_of(self, env: str, service: ServiceConfig) -> str:
+        return f"{service_label(env, service.name)}.{self.namespace()[1]}"
+
+    # -- planning: which image each service runs -----------------------------------------------
+
+    def plan(
+        self,
+        spec: EnvSpec,
+        sha: str | None = None,
+        commits: CommitResolver | None = None,
+        report: Reporter = _noop,
+    ) -> list[ServicePlan]:
+        """Resolve commit and image for every service; repositories without the branch fall
+        back to their default branch. Raises :class:`ImageMissing` naming repository and tag."""
+        plans: list[ServicePlan] = []
+        misses: list[ImageMissing] = []
+        for svc in spec.app.services:
+            plan, miss = self._plan_service(spec, svc, sha, commits)
+            if miss is not None:
+                misses.append(miss)
+            plans.append(plan)
+            report("resolving image", plan.describe())
+        if all(p.fallback for p in plans) and misses:
+            if len(misses) == 1:
+                raise misses[0]
+            raise ImageMissing("resolving image", "; ".join(m.message for m in misses))
+        return plans
+
+    def _plan_service(
+        self, spec: EnvSpec, svc: ServiceConfig, sha: str | None, commits: CommitResolver | None
+    ) -> tuple[ServicePlan, ImageMissing | None]:
+        branch, fallback = spec.branch, False
+        if commits is not None:
+            resolved = commits.resolve(svc.repository, branch)
+            if resolved is None and branch != svc.default_branch:
+                branch, fallback = svc.default_branch, True
+                resolved = commits.resolve(svc.repository, branch)
+            if resolved is None:
+                raise EngineError(
+                    f"resolving commit of {svc.repository}",
+                    f"neither branch {spec.branch!r} nor {svc.default_branch!r} exists",
+                )
+            if fallback or sha is None:
+                sha = resolved
+        try:
+            image, tag, found_sha = self._find_image(spec, svc, branch, sha)
+            return ServicePlan(svc.name, branch, found_sha, image, tag, fallback), None
+        except ImageMissing as miss:
+            if commits is not None or fallback or branch == svc.default_branch:
+                raise
+            branch = svc.default_branch
+            image, tag, found_sha = self._find_image(spec, svc, branch, None)
+            return ServicePlan(svc.name, branch, found_sha, image, tag, True), miss
+
+    def _find_image(
+        self, spec: EnvSpec, svc: ServiceConfig, branch: str, sha: str | None
+    ) -> tuple[str, str | None, str | None]:
+        values = {
+            "branch": image_tag_part(branch),
+            "env": spec.env,
+            "app": spec.app.name,
+            "service": svc.name,
+        }
+        if svc.image:
+            if svc.needs_sha and not sha:
+                raise EngineError(
+                    f"resolving image of {svc.name}",
+                    f"the image template {svc.image!r} needs a commit: pass --sha",
+                )
+            return _render(svc.image, sha=sha or "", sha7=(sha or "")[:7], **values), None, sha
+        repo = svc.ecr_repository or ""
+        step = f"resolving image of {svc.name} in ECR repository {repo}"
+        try:
+            uri = self.aws.ecr.describe_repositories(repositoryNames=[repo])["repositories"][0][
+                "repositoryUri"
+            ]
+        except ClientError as exc:
+            if error_code(exc) == "RepositoryNotFoundException":
+                raise EngineError(step, "the ECR repository does not exist") from exc
+            raise EngineError(step, describe_error(exc)) from exc
+        except BotoCoreError as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+        if sha or not svc.needs_sha:
+            tag = _render(svc.tag, sha=sha or "", sha7=(sha or "")[:7], **values)
+            try:
+                detail = self.aws.ecr.describe_images(
+                    repositoryName=repo, imageIds=[{"imageTag": tag}]
+                )["imageDetails"][0]
+            except ClientError as exc:
+                if error_code(exc) == "ImageNotFoundException":
+                    raise ImageMissing(
+                        step,
+                        f"no image {repo}:{tag} (build and push it, or check the tag template)",
+                    ) from exc
+                raise EngineError(step, describe_error(exc)) from exc
+            return f"{uri}@{detail['imageDigest']}", tag, sha
+        pattern = _tag_pattern(svc.tag, **values)
+        newest: tuple[datetime, str, str, str | None] | None = None
+        for detail in self._images(repo, step):
+            for tag in detail.get("imageTags", []):
+                match = pattern.fullmatch(tag)
+                if match and (newest is None or detail["imagePushedAt"] > newest[0]):
+                    groups = match.groupdict()
+                    newest = (
+                        detail["imagePushedAt"],
+                        tag,
+                        detail["imageDigest"],
+                        groups.get("sha") or groups.get("sha7"),
+                    )
+        if newest is None:
+            wanted = _render(svc.tag, sha="<sha>", sha7="<sha7>", **values)
+            raise ImageMissing(step, f"no image {repo}:{wanted} for any commit")
+        return f"{uri}@{newest[2]}", newest[1], newest[3]
+
+    def _images(self, repo: str, step: str) -> Iterator[dict[str, Any]]:
+        paginator = self.aws.ecr.get_paginator("describe_images")
+        try:
+            for page in paginator.paginate(repositoryName=repo, filter={"tagStatus": "TAGGED"}):
+                yield from page["imageDetails"]
+        except (ClientError, BotoCoreError) as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+
+    # -- deploy --------------------------------------------------------------------------------
+
+    def deploy(
+        self, spec: EnvSpec, plans: list[ServicePlan], report: Reporter = _noop
+    ) -> list[ServiceState]:
+        """Register task definitions, ensure Cloud Map and ECS services; idempotent."""
+        ns_id, _ = self.namespace()
+        hosts = {s.name: self.host_of(spec.env, s) for s in spec.app.services}
+        addresses: dict[str, str] = {}
+        for svc in spec.app.services:
+            key = svc.name.upper()
+            addresses[f"REVIEEE_SERVICE_{key}_HOST"] = hosts[svc.name]
+            addresses[f"REVIEEE_SERVICE_{key}_URL"] = f"http://{hosts[svc.name]}:{svc.port}"
+        states = []
+        by_name = {p.service: p for p in plans}
+        for svc in spec.app.services:
+            plan = by_name[svc.name]
+            td_arn = self._register_task_definition(spec, svc, plan, addresses, report)
+            cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, report)
+            ecs_name = self._ensure_ecs_service(spec, svc, td_arn, cm_arn, report)
+            states.append(
+                ServiceState(
+                    svc.name,
+                    ecs_name,
+                    service_label(spec.env, svc.name),
+                    cm_id,
+                    td_arn,
+                    hosts[svc.name],
+                )
+            )
+        return states
+
+    def _register_task_definition(
+        self,
+        spec: EnvSpec,
+        svc: ServiceConfig,
+        plan: ServicePlan,
+        addresses: dict[str, str],
+        report: Reporter,
+    ) -> str:
+        template = self._call(
+            f"reading template task definition {svc.task_definition}",
+            self.aws.ecs.describe_task_definition,
+            taskDefinition=svc.task_definition,
+        )["taskDefinition"]
+        family = task_family(spec.env, svc.name)
+        step = f"registering task definition {family}"
+        containers = [dict(c) for c in template["containerDefinitions"]]
+        target = next((c for c in containers if c["name"] == svc.container), None)
+        if target is None:
+            names = ", ".join(c["name"] for c in containers)
+            raise EngineError(
+                step,
+                f"template {svc.task_definition} has no container "
+                f"{svc.container!r} (it has: {names})",
+            )
+        env_vars = {e["name"]: e["value"] for e in target.get("environment", [])}
+        env_vars.update(svc.environment)
+        env_vars.update(addresses)
+        env_vars.update(
+            {
+                "REVIEEE_ENV": spec.env,
+                "REVIEEE_BRANCH": plan.branch,
+                "REVIEEE_SHA": plan.sha or "",
+                "REVIEEE_URL": spec.url,
+                "REVIEEE_APP": spec.app.name,
+                "REVIEEE_SERVICE": svc.name,
+            }
+        )
+        target["image"] = plan.image
+        target["environment"] = [{"name": k, "value": v} for k, v in sorted(env_vars.items())]
+        if not target.get("portMappings"):
+            target["portMappings"] = [{"containerPort": svc.port, "protocol": "tcp"}]
+        request = {k: template[k] for k in TASK_DEF_FIELDS if template.get(k) not in (None, [])}
+        request["containerDefinitions"] = containers
+        if svc.cpu:
+            request["cpu"] = str(svc.cpu)
+        if svc.memory:
+            request["memory"] = str(svc.memory)
+        tags = _tags(spec.app.name, spec.env, spec.branch)
+        request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        arn = self._call(step, self.aws.ecs.register_task_definition, family=family, **request)[
+            "taskDefinition"
+        ]["taskDefinitionArn"]
+        report(step, f"{svc.name}: registered {arn.split('/')[-1]} ({plan.short_image})")
+        return str(arn)
+
+    def _find_cloud_map_service(self, ns_id: str, name: str, step: str) -> dict[str, Any] | None:
+        paginator = self.aws.servicediscovery.get_paginator("list_services")
+        try:
+            for page in paginator.paginate(
+                Filters=[{"Name": "NAMESPACE_ID", "Values": [ns_id], "Condition": "EQ"}]
+            ):
+                for svc in page["Services"]:
+                    # moto ignores Filters, so check the namespace here too.
+                    if svc["Name"] == name and svc.get("NamespaceId", ns_id) == ns_id:
+                        return dict(svc)
+        except (ClientError, BotoCoreError) as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+        return None
+
+    def _ensure_cloud_map_service(
+        self, spec: EnvSpec, svc: ServiceConfig, ns_id: str, report: Reporter
+    ) -> tuple[str, str]:
+        name = service_label(spec.env, svc.name)
+        step = f"creating Cloud Map service {name}"
+        existing = self._find_cloud_map_service(ns_id, name, step)
+        if existing is None:
+            tags = _tags(spec.app.name, spec.env, spec.branch)
+            try:
+                existing = self.aws.servicediscovery.create_service(
+                    Name=name,
+                    NamespaceId=ns_id,
+                    CreatorRequestId=hashlib.sha256(f"{ns_id}/{name}".encode()).hexdigest()[:64],
+                    Description=f"revieee {spec.app.name} {spec.branch}"[:1024],
+                    DnsConfig={
+                        "RoutingPolicy": "MULTIVALUE",
+                        "DnsRecords": [{"Type": "A", "TTL": 10}],
+                    },
+                    HealthCheckCustomConfig={"FailureThreshold": 1},
+                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                )["Service"]
+                report(step, f"{svc.name}: created {name}.{self.namespace()[1]}")
+            except ClientError as exc:
+                if error_code(exc) != "ServiceAlreadyExists":
+                    raise EngineError(step, describe_error(exc)) from exc
+                existing = self._find_cloud_map_service(ns_id, name, step)
+                if existing is None:
+                    raise EngineError(step, describe_error(exc)) from exc
+        else:
+            report(step, f"{svc.name}: {name} already exists, reusing it")
+        return str(existing["Id"]), str(existing["Arn"])
+
+    def _describe_service(self, name: str, step: str) -> dict[str, Any] | None:
+        found = self._call(
+            step, self.aws.ecs.describe_services, cluster=self.settings.cluster, services=[name]
+        )["services"]
+        active = [s for s in found if s.get("status") == "ACTIVE"]
+        return dict(active[0]) if active else None
+
+    def _deployment_configuration(self) -> dict[str, Any]:
+        # Keep the old task serving until the new one is healthy; roll back a failed rollout.
+        return {
+            "minimumHealthyPercent": 100,
+            "maximumPercent": 200,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        }
+
+    def _ensure_ecs_service(
+        self, spec: EnvSpec, svc: ServiceConfig, td_arn: str, cm_arn: str, report: Reporter
+    ) -> str:
+        name = ecs_service_name(spec.env, svc.name)
+        existing = self._describe_service(name, f"looking up ECS service {name}")
+        if existing is not None:
+            step = f"updating ECS service {name}"
+            self._call(
+                step,
+                self.aws.ecs.update_service,
+                cluster=self.settings.cluster,
+                service=name,
+                taskDefinition=td_arn,
+                desiredCount=self.settings.desired_count,
+                deploymentConfiguration=self._deployment_configuration(),
+            )
+            report(
+                step,
+                f"{svc.name}: rolling out {td_arn.split('/')[-1]}; the running task "
+                "keeps serving until the new one is healthy",
+            )
+            return name
+        step = f"creating ECS service {name}"
+        tags = _tags(spec.app.name, spec.env, spec.branch)
+        self._call(
+            step,
+            self.aws.ecs.create_service,
+            cluster=self.settings.cluster,
+            serviceName=name,
+            taskDefinition=td_arn,
+            desiredCount=self.settings.desired_count,
+            clientToken=hashlib.sha256(f"{td_arn}".encode()).hexdigest()[:36],
+            capacityProviderStrategy=[p.to_aws() for p in self.settings.capacity_provider_strategy],
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": list(self.settings.subnets),
+                    "securityGroups": list(self.settings.security_groups),
+                    "assignPublicIp": "ENABLED" if self.settings.assign_public_ip else "DISABLED",
+                }
+            },
+            serviceRegistries=[{"registryArn": cm_arn}],
+            deploymentConfiguration=self._deployment_configuration(),
+            tags=[{"key": k, "value": v} for k, v in tags.items()],
+            propagateTags="SERVICE",
+            enableECSManagedTags=True,
+        )
+        report(step, f"{svc.name}: created {name} in cluster {self.settings.cluster}")
+        return name
+
+    # -- wait ----------------------------------------------------------------------------------
+
+    def wait(
+        self,
+        spec: EnvSpec,
+        report: Reporter = _noop,
+        timeout: float | None = None,
+        since: datetime | None = None,
+    ) -> None:
+        """Poll until every service is stable (one deployment, running == desired).
+
+        Raises :class:`EngineError` with the reason (stopped tasks, service events) when a
+        rollout fails or the deadline passes.
+        """
+        timeout = self.settings.deploy_timeout if timeout is None else timeout
+        names = [ecs_service_name(spec.env, s.name) for s in spec.app.services]
+        deadline = self._monotonic() + timeout
+        step = "waiting for the services to become stable"
+        report(step, f"waiting up to {int(timeout)}s for {', '.join(names)}")
+        last: dict[str, str] = {}
+        while True:
+            described = self._call(
+                step, self.aws.ecs.describe_services, cluster=self.settings.cluster, services=names
+            )
+            pending = []
+            for svc in described["services"]:
+                progress = (
+                    f"{svc['serviceName']}: {svc.get('runningCount', 0)}/"
+                    f"{svc.get('desiredCount', 0)} running"
+                )
+                if last.get(svc["serviceName"]) != progress:
+                    report(step, progress)
+                    last[svc["serviceName"]] = progress
+                failed = [
+                    d for d in svc.get("deployments", []) if d.get("rolloutState") == "FAILED"
+                ]
+                if failed:
+                    raise EngineError(
+                        step,
+                        self._explain(
+                            svc,
+                            f"the rollout failed ({failed[0].get('rolloutStateReason', '')})",
+                            since,
+                        ),
+                    )
+                if svc.get("status") != "ACTIVE":
+                    raise EngineError(step, f"{svc['serviceName']} is {svc.get('status')}")
+                if not (
+                    len(svc.get("deployments", [])) == 1
+                    and svc.get("runningCount") == svc.get("desiredCount")
+                ):
+                    pending.append(svc)
+            missing = [f["arn"] for f in described.get("failures", [])]
+            if missing:
+                raise EngineError(step, f"service gone: {', '.join(missing)}")
+            if not pending:
+                report(step, "all services are stable")
+                return
+            if self._monotonic() >= deadline:
+                raise EngineError(
+                    step, self._explain(pending[0], f"not stable after {int(timeout)}s", since)
+                )
+            self._sleep(self.settings.poll_interval)
+
+    def _explain(self, svc: dict[str, Any], headline: str, since: datetime | None) -> str:
+        name = svc["serviceName"]
+        parts = [
+            f"{name} {headline}: {svc.get('runningCount', 0)} of "
+            f"{svc.get('desiredCount', 0)} tasks running"
+        ]
+        failed_tasks = sum(d.get("failedTasks", 0) for d in svc.get("deployments", []))
+        if failed_tasks:
+            parts.append(f"{failed_tasks} task(s) failed to start")
+        stopped = self._stopped_tasks(name, since)
+        if stopped:
+            parts.append("last stopped task: " + stopped[0])
+        events = [
+            e["message"]
+            for e in svc.get("events", [])
+            if since is None or e.get("createdAt") is None or e["createdAt"] >= since
+        ][:3]
+        if events:
+            parts.append("recent events: " + " | ".join(events))
+        return "; ".join(parts)
+
+    def _stopped_tasks(self, service: str, since: datetime | None) -> list[str]:
+        """Why the service's tasks stopped, newest first. Best effort: never raises."""
+        try:
+            arns = self.aws.ecs.list_tasks(
+                cluster=self.settings.cluster, serviceName=service, desiredStatus="STOPPED"
+            )["taskArns"]
+            if not arns:
+                return []
+            tasks = self.aws.ecs.describe_tasks(cluster=self.settings.cluster, tasks=arns[:100])[
+                "tasks"
+            ]
+        except (ClientError, BotoCoreError):
+            return []
+        # list_tasks(serviceName=...) filters on AWS but not in moto: check the group too.
+        ours = [
+            t
+            for t in tasks
+            if t.get("group") == f"service:{service}"
+            and (since is None or t.get("createdAt") is None or t["createdAt"] >= since)
+        ]
+        ours.sort(key=lambda t: t.get("stoppedAt") or t.get("createdAt") or 0, reverse=True)
+        reasons = []
+        for task in ours:
+            reason = task.get("stoppedReason") or "stopped"
+            for container in task.get("containers", []):
+                if container.get("reason") or container.get("exitCode") not in (None, 0):
+                    reason += (
+                        f" ({container['name']}: {container.get('reason', '')}"
+                        f" exit code {container.get('exitCode')})"
+                    )
+            reasons.append(reason)
+        return reasons
+
+    # -- status --------------------------------------------------------------------------------
+
+    def live_status(self, app: AppConfig, env: str) -> dict[str, dict[str, Any]]:
+        """What ECS says about each service of the environment right now."""
+        names = {ecs_service_name(env, s.name): s.name for s in app.services}
+        described = self._call(
+            f"describing services of {env}",
+            self.aws.ecs.describe_services,
+            cluster=self.settings.cluster,
+            services=list(names),
+        )
+        out: dict[str, dict[str, Any]] = {
+            svc: {"ecs_service": n, "status": "MISSING", "running": 0, "desired": 0}
+            for n, svc in names.items()
+        }
+        for svc in described["services"]:
+            out[names[svc["serviceName"]]] = {
+                "ecs_service": svc["serviceName"],
+                "status": svc.get("status"),
+                "running": svc.get("runningCount", 0),
+                "desired": svc.get("desiredCount", 0),
+                "deployments": len(svc.get("deployments", [])),
+                "task_definition": svc.get("taskDefinition"),
+            }
+        return out
+
+    @staticmethod
+    def is_stable(live: dict[str, dict[str, Any]]) -> bool:
+        return all(
+            s["status"] == "ACTIVE" and s.get("deployments") == 1 and s["running"] == s["desired"]
+            for s in live.values()
+        )
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(
+        self, app: AppConfig, env: str, report: Reporter = _noop, extra_services: Iterable[str] = ()
+    ) -> list[str]:
+        """Remove everything of the environment; what is already gone is said, not an error.
+
+        Returns the lines of what was done.
+        """
+        ns_id, _ = self.namespace()
+        done: list[str] = []
+        names = list(dict.fromkeys([s.name for s in app.services] + list(extra_services)))
+        for svc in names:
+            done.append(self._stop_ecs_service(ecs_service_name(env, svc), report))
+            done.append(self._delete_cloud_map_service(ns_id, service_label(env, svc), report))
+            done.append(self._deregister_task_definitions(task_family(env, svc), report))
+        return done
+
+    def _stop_ecs_service(self, name: str, report: Reporter) -> str:
+        step = f"deleting ECS service {name}"
+        existing = self._describe_service(name, step)
+        if existing is None:
+            line = f"ECS service {name} was already gone"
+        else:
+            if existing.get("desiredCount", 0) > 0:
+                self._call(
+                    f"scaling ECS service {name} to zero",
+                    self.aws.ecs.update_service,
+                    cluster=self.settings.cluster,
+                    service=name,
+                    desiredCount=0,
+                )
+            try:
+                self.aws.ecs.delete_service(cluster=self.settings.cluster, service=name, force=True)
+                line = f"deleted ECS service {name}"
+            except ClientError as exc:
+                if error_code(exc) not in ("ServiceNotFoundException", "ServiceNotActiveException"):
+                    raise EngineError(step, describe_error(exc)) from exc
+                line = f"ECS service {name} was already gone"
+            except BotoCoreError as exc:
+                raise EngineError(step, describe_error(exc)) from exc
+        report(step, line)
+        return line
+
+    def _delete_cloud_map_service(self, ns_id: str, name: str, report: Reporter) -> str:
+        step = f"deleting Cloud Map service {name}"
+        existing = self._find_cloud_map_service(ns_id, name, step)
+        if existing is None:
+            line = f"Cloud Map service {name} was already gone"
+            report(step, line)
+            return line
+        sd = self.aws.servicediscovery
+        instances = self._call(step, sd.list_instances, ServiceId=existing["Id"])["Instances"]
+        for inst in instances:
+            try:
+                sd.deregister_instance(ServiceId=existing["Id"], InstanceId=inst["Id"])
+            except ClientError as exc:
+                if error_code(exc) != "InstanceNotFound":
+                    raise EngineError(step, describe_error(exc)) from exc
+        delay = 1.0
+        for attempt in range(CLOUD_MAP_DELETE_TRIES):
+            try:
+                sd.delete_service(Id=existing["Id"])
+                break
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ServiceNotFound":
+                    break
+                # Deregistration is asynchronous on AWS: the service stays in use a little while.
+                if code != "ResourceInUse" or attempt == CLOUD_MAP_DELETE_TRIES - 1:
+                    raise EngineError(step, describe_error(exc)) from exc
+                self._sleep(delay)
+                delay = min(delay * 2, 15.0)
+        line = f"deleted Cloud Map service {name}" + (
+            f" after deregistering {len(instances)} instance(s)" if instances else ""
+        )
+        report(step, line)
+        return line
+
+    def _deregister_task_definitions(self, family: str, report: Reporter) -> str:
+        step = f"deregistering task definitions {family}"
+        arns: list[str] = []
+        paginator = self.aws.ecs.get_paginator("list_task_definitions")
+        try:
+            for page in paginator.paginate(familyPrefix=family, status="ACTIVE"):
+                # familyPrefix is a prefix: keep exact family matches only.
+                arns += [
+                    a
+                    for a in page["taskDefinitionArns"]
+                    if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family
+                ]
+        except (ClientError, BotoCoreError) as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+        for arn in arns:
+            self._call(step, self.aws.ecs.deregister_task_definition, taskDefinition=arn)
+        line = (
+            f"deregistered {len(arns)} revision(s) of {family}"
+            if arns
+            else f"task definitions of {family} were already gone"
+        )
+        report(step, line)
+        return line
+
+    # -- check ---------------------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """What is missing in AWS for the configuration to work (empty when all is there)."""
+        problems: list[str] = []
+        s = self.settings
+        try:
+            clusters = self.aws.ecs.describe_clusters(clusters=[s.cluster])["clusters"]
+            if not any(c.get("status") == "ACTIVE" for c in clusters):
+                problems.append(
+                    f"cluster: ECS cluster {s.cluster!r} does not exist or is not active"
+                )
+        except (ClientError, BotoCoreError) as exc:
+            problems.append(f"cluster: cannot describe {s.cluster!r}: {describe_error(exc)}")
+        try:
+            self.namespace()
+        except EngineError as exc:
+            problems.append(f"namespace: Cloud Map namespace {s.namespace!r}: {exc.message}")
+        problems += self._check_ids(
+            "subnets", s.subnets, "describe_subnets", "SubnetIds", "Subnets", "SubnetId"
+        )
+        problems += self._check_ids(
+            "security_groups",
+            s.security_groups,
+            "describe_security_groups",
+            "GroupIds",
+            "SecurityGroups",
+            "GroupId",
+        )
+        for app in s.apps.values():
+            for svc in app.services:
+                key = f"apps.{app.name}.services.{svc.name}"
+                try:
+                    td = self.aws.ecs.describe_task_definition(taskDefinition=svc.task_definition)[
+                        "taskDefinition"
+                    ]
+                    names = [c["name"] for c in td["containerDefinitions"]]
+                    if svc.container not in names:
+                        problems.append(
+                            f"{key}.container: template {svc.task_definition} has "
+                            f"no container {svc.container!r} (it has: "
+                            f"{', '.join(names)})"
+                        )
+                except (ClientError, BotoCoreError) as exc:
+                    problems.append(
+                        f"{key}.task_definition: template "
+                        f"{svc.task_definition!r} not found ({describe_error(exc)})"
+                    )
+                if svc.ecr_repository:
+                    try:
+                        self.aws.ecr.describe_repositories(repositoryNames=[svc.ecr_repository])
+                    except (ClientError, BotoCoreError) as exc:
+                        problems.append(
+                            f"{key}.ecr_repository: {svc.ecr_repository!r} not "
+                            f"found ({describe_error(exc)})"
+                        )
+        return problems
+
+    def _check_ids(
+        self, key: str, ids: tuple[str, ...], method: str, arg: str, field: str, id_field: str
+    ) -> list[str]:
+        try:
+            found = getattr(self.aws.ec2, method)(**{arg: list(ids)})[field]
+            missing = set(ids) - {item[id_field] for item in found}
+        except ClientError as exc:
+            # A missing id fails the whole call: say which ones by asking one at a time.
+            missing = set()
+            for one in ids:
+                try:
+                    getattr(self.aws.ec2, method)(**{arg: [one]})
+                except ClientError:
+                    missing.add(one)
+            if not missing:
+                return [f"{key}: cannot describe: {describe_error(exc)}"]
+        except BotoCoreError as exc:
+            return [f"{key}: cannot describe: {describe_error(exc)}"]
+        return [f"{key}: {i} does not exist" for i in sorted(missing)]
+
+
+def plans_to_json(plans: list[ServicePlan]) -> list[dict[str, Any]]:
+    return [asdict(p) for p in plans]
+
+
+def states_to_json(states: list[ServiceState]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in states]

@@ -1,0 +1,303 @@
+"""The application core that every front door drives: request, list, describe and carry out
+deploys and stops of review environments.
+
+Front doors call ``request_deploy``/``request_stop`` (which only persist an operation) and the
+read methods; the operation runner calls :meth:`ReviewApps.execute` to do the work through the
+engine. Progress goes to the registered listeners (terminal output now; Slack and GitHub later).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.config import Settings
+from bot.engine import (
+    CommitResolver,
+    Engine,
+    EngineError,
+    EnvSpec,
+    plans_to_json,
+    states_to_json,
+)
+from bot.naming import env_name
+from bot.store import Operation, Store
+
+log = logging.getLogger("revieee.review")
+
+# (operation, step, message)
+Listener = Callable[[Operation, str, str], None]
+
+
+class RequestError(Exception):
+    """A request that cannot be accepted (unknown app or environment...): said to the user."""
+
+
+@dataclass
+class Requested:
+    operation: Operation
+    env: str
+    url: str
+    superseded: list[int] = field(default_factory=list)
+    note: str = ""
+
+
+class ReviewApps:
+    """Review environments: the domain, on top of the store and the engine."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        commits: CommitResolver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.commits = commits
+        self.listeners: list[Listener] = []
+        self.on_enqueue: list[Callable[[Operation], None]] = []
+
+    # -- requests (fast: persist only) ---------------------------------------------------------
+
+    def request_deploy(
+        self,
+        branch: str,
+        app: str | None = None,
+        *,
+        sha: str | None = None,
+        requested_by: str | None = None,
+        source: str = "cli",
+        wait: bool = True,
+    ) -> Requested:
+        """Persist a deploy of ``branch``; the environment is created or redeployed."""
+        try:
+            app_cfg = self.settings.app(app)
+        except KeyError as exc:
+            raise RequestError(exc.args[0]) from None
+        branch = branch.strip()
+        if not branch:
+            raise RequestError("a branch name is required")
+        name = env_name(app_cfg.name, branch)
+        url = self.settings.url_for(app_cfg.name, name, branch)
+        existing = self.store.get_env(name)
+        fresh = existing is None or existing["status"] in ("stopped", "queued")
+        fields: dict[str, Any] = {
+            "app": app_cfg.name,
+            "branch": branch,
+            "url": url,
+            "last_activity_at": datetime.now(UTC).isoformat(),
+        }
+        if fresh:
+            fields.update(status="queued", owner=requested_by, error=None)
+        self.store.upsert_env(name, **fields)
+        params = {"sha": sha, "wait": wait, "first": fresh}
+        op, superseded = self.store.enqueue(
+            "deploy", name, app_cfg.name, branch, params, requested_by, source
+        )
+        self.store.audit(
+            "deploy requested",
+            requested_by,
+            name,
+            source,
+            branch=branch,
+            sha=sha,
+            operation=op.id,
+            superseded=superseded,
+        )
+        self._enqueued(op)
+        return Requested(op, name, url, superseded)
+
+    def request_stop(
+        self, env: str, *, requested_by: str | None = None, source: str = "cli"
+    ) -> Requested:
+        """Persist a stop of the environment named ``env``."""
+        row = self.find_env(env)
+        note = (
+            "it was already stopped; checking nothing is left" if row["status"] == "stopped" else ""
+        )
+        op, superseded = self.store.enqueue(
+            "stop", row["name"], row["app"], row["branch"], {}, requested_by, source
+        )
+        self.store.audit(
+            "stop requested",
+            requested_by,
+            row["name"],
+            source,
+            operation=op.id,
+            superseded=superseded,
+        )
+        self._enqueued(op)
+        return Requested(op, row["name"], row["url"], superseded, note)
+
+    def _enqueued(self, op: Operation) -> None:
+        log.info("operation queued op=%s kind=%s env=%s", op.id, op.kind, op.env)
+        for callback in self.on_enqueue:
+            callback(op)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def find_env(self, name: str, app: str | None = None) -> dict[str, Any]:
+        """An environment by name, or by branch (with the app or the default app)."""
+        row = self.store.get_env(name)
+        if row is None:
+            try:
+                row = self.store.find_env(self.settings.app(app).name, name)
+            except KeyError:
+                row = None
+        if row is None:
+            known = [e["name"] for e in self.store.list_envs(include_stopped=True, limit=5000)]
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise RequestError(f"no environment named {name!r}{hint}; `list` shows them")
+        return row
+
+    def list_envs(
+        self,
+        *,
+        app: str | None = None,
+        owner: str | None = None,
+        include_stopped: bool = False,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.store.list_envs(
+            app=app, owner=owner, include_stopped=include_stopped, limit=limit
+        )
+
+    def status(self, env: str, live: bool = True) -> dict[str, Any]:
+        """The environment, its recent deployments and operations, and (``live``) what ECS
+        says now. A ``deploying`` environment whose services became stable is marked running."""
+        row = self.find_env(env)
+        out: dict[str, Any] = {
+            "env": row,
+            "deployments": self.store.deployments(row["name"], 5),
+            "operations": self.store.operations(env=row["name"])[-5:],
+        }
+        if live and row["status"] not in ("stopped", "queued") and row["app"] in self.settings.apps:
+            try:
+                services = self.engine.live_status(self.settings.apps[row["app"]], row["name"])
+                out["live"] = services
+                busy = any(op.status in ("queued", "running") for op in out["operations"])
+                if row["status"] == "deploying" and not busy and self.engine.is_stable(services):
+                    self.store.upsert_env(row["name"], status="running", error=None)
+                    out["env"] = self.store.get_env(row["name"])
+            except EngineError as exc:
+                out["live_error"] = str(exc)
+        return out
+
+    # -- execution (called by the operation runner) --------------------------------------------
+
+    def execute(self, op: Operation) -> None:
+        if op.kind == "deploy":
+            self._deploy(op)
+        elif op.kind == "stop":
+            self._stop(op)
+        else:
+            raise ValueError(f"unknown operation kind {op.kind!r}")
+
+    def _reporter(self, op: Operation) -> Callable[[str, str], None]:
+        def report(step: str, message: str) -> None:
+            self.store.set_step(op.id, step)
+            log.info("step op=%s env=%s step=%r %s", op.id, op.env, step, message)
+            for listener in self.listeners:
+                try:
+                    listener(op, step, message)
+                except Exception:
+                    log.exception("listener failed op=%s", op.id)
+
+        return report
+
+    def _spec(self, op: Operation) -> EnvSpec:
+        if op.app not in self.settings.apps:
+            raise EngineError("reading configuration", f"app {op.app!r} is no longer configured")
+        app = self.settings.apps[op.app]
+        return EnvSpec(app, op.env, op.branch, self.settings.url_for(op.app, op.env, op.branch))
+
+    def _deploy(self, op: Operation) -> None:
+        report = self._reporter(op)
+        # A resumed operation: close what its interrupted run left open.
+        for dep in self.store.deployments(op.env, 50):
+            if dep["operation_id"] == op.id and dep["result"] == "running":
+                self.store.finish_deployment(
+                    dep["id"], "interrupted", failure_reason="the worker stopped mid-deploy"
+                )
+        started = datetime.now(UTC)
+        dep_id = self.store.start_deployment(
+            env=op.env,
+            app=op.app,
+            branch=op.branch,
+            sha=op.params.get("sha"),
+            requested_by=op.requested_by,
+            source=op.source,
+            operation_id=op.id,
+        )
+        self.store.upsert_env(op.env, status="deploying")
+        report(
+            "queued",
+            f"deploying {op.branch} as {op.env}"
+            + (f" (attempt {op.attempts})" if op.attempts > 1 else ""),
+        )
+        try:
+            spec = self._spec(op)
+            plans = self.engine.plan(
+                spec, sha=op.params.get("sha"), commits=self.commits, report=report
+            )
+            primary = next(p for p in plans if p.service == spec.app.public_service.name)
+            self.store.update_deployment(
+                dep_id, sha=primary.sha, images=json.dumps(plans_to_json(plans))
+            )
+            states = self.engine.deploy(spec, plans, report)
+            self.store.upsert_env(
+                op.env, services=json.dumps(states_to_json(states)), sha=primary.sha, url=spec.url
+            )
+            self.store.update_deployment(
+                dep_id, task_definitions=json.dumps({s.service: s.task_definition for s in states})
+            )
+            if not op.params.get("wait", True):
+                self.store.finish_deployment(dep_id, "started")
+                report("deploying", f"rollout started; {spec.url} will serve it once stable")
+                return
+            self.engine.wait(spec, report, since=started)
+        except EngineError as exc:
+            first = op.params.get("first", True)
+            self.store.upsert_env(op.env, status="failed" if first else "running", error=str(exc))
+            self.store.finish_deployment(dep_id, "failed", failure_reason=str(exc))
+            self.store.audit(
+                "deploy failed",
+                op.requested_by,
+                op.env,
+                op.source,
+                operation=op.id,
+                reason=str(exc),
+            )
+            report("failed", str(exc) + ("" if first else " (the previous version keeps serving)"))
+            raise
+        self.store.upsert_env(op.env, status="running", error=None)
+        self.store.finish_deployment(dep_id, "succeeded")
+        self.store.audit(
+            "deployed", op.requested_by, op.env, op.source, operation=op.id, sha=primary.sha
+        )
+        report("ready", f"{spec.url} is up")
+
+    def _stop(self, op: Operation) -> None:
+        report = self._reporter(op)
+        self.store.upsert_env(op.env, status="stopping")
+        row = self.store.get_env(op.env) or {}
+        extra = [s["service"] for s in json.loads(row.get("services") or "[]")]
+        try:
+            app = self._spec(op).app
+            self.engine.stop(app, op.env, report, extra_services=extra)
+        except EngineError as exc:
+            self.store.upsert_env(op.env, status="failed", error=f"stopping: {exc}")
+            self.store.audit("stop failed", op.requested_by, op.env, op.source, reason=str(exc))
+            report("failed", str(exc))
+            raise
+        self.store.upsert_env(op.env, status="stopped", error=None, services=None)
+        self.store.audit("stopped", op.requested_by, op.env, op.source, operation=op.id)
+        report("stopped", f"{op.env} is stopped")

@@ -1,0 +1,211 @@
+"""The built-in AWS sandbox: moto's server, in-process, seeded with what revieee needs.
+
+Used by ``revieee demo`` (no AWS account needed), by the tests and by the benchmarks. Everything
+is created through the real AWS APIs over HTTP, exactly as an operator would create it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from bot.aws import AwsClients
+from bot.config import Settings, settings_from_mapping
+
+REGION = "us-east-1"
+CLUSTER = "revieee-sandbox"
+NAMESPACE = "review.internal"
+DOMAIN = "review.example.test"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+class MotoSandbox:
+    """moto's ``ThreadedMotoServer`` on a free loopback port."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> MotoSandbox:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def environ(self) -> dict[str, str]:
+        """The variables that point boto3 (in this or a child process) at the sandbox."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, **FAKE_CREDENTIALS}
+
+    def reset(self) -> None:
+        import urllib.request
+
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"),
+            timeout=10,
+        ).read()
+
+
+@contextmanager
+def patched_environ(
+    values: Mapping[str, str], remove: tuple[str, ...] = ("AWS_PROFILE",)
+) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in [*values, *remove]}
+    os.environ.update(values)
+    for key in remove:
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class Seeded:
+    vpc: str
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    namespace_id: str
+
+
+def fake_sha(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def push_image(ecr: Any, repository: str, tag: str) -> str:
+    """Push a small fake image manifest with its own layer digest; returns the image digest."""
+    layer = "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7023,
+            "digest": "sha256:" + hashlib.sha256(f"cfg:{repository}:{tag}".encode()).hexdigest(),
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": 32654,
+                "digest": layer,
+            }
+        ],
+    }
+    image = ecr.put_image(
+        repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag
+    )["image"]
+    return str(image["imageId"]["imageDigest"])
+
+
+def template_task_definition(ecs: Any, family: str, container: str, port: int) -> str:
+    return str(
+        ecs.register_task_definition(
+            family=family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+            containerDefinitions=[
+                {
+                    "name": container,
+                    "image": "public.ecr.aws/nginx/nginx:latest",
+                    "memory": 512,
+                    "essential": True,
+                    "portMappings": [{"containerPort": port, "protocol": "tcp"}],
+                    "environment": [{"name": "LOG_LEVEL", "value": "info"}],
+                }
+            ],
+        )["taskDefinition"]["taskDefinitionArn"]
+    )
+
+
+SERVICES = {
+    # service: (repository, template family, container, port, ecr repository)
+    "web": ("acme/shop-web", "shop-web", "web", 8080, "shop-web"),
+    "api": ("acme/shop-api", "shop-api", "api", 9000, "shop-api"),
+}
+
+
+def seed(clients: AwsClients, branches: Mapping[str, list[str]] | None = None) -> Seeded:
+    """Create network, cluster, namespace, template task definitions, ECR repositories and
+    images. ``branches`` maps a service to the branches that have an image (default: web has
+    ``main`` and ``feature/checkout``, api only ``main``)."""
+    ec2 = clients.ec2
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.1.0/24", AvailabilityZone=f"{REGION}a")[
+        "Subnet"
+    ]["SubnetId"]
+    sg = ec2.create_security_group(
+        GroupName="revieee-review", Description="review apps", VpcId=vpc
+    )["GroupId"]
+    clients.ecs.create_cluster(clusterName=CLUSTER, capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    clients.servicediscovery.create_private_dns_namespace(Name=NAMESPACE, Vpc=vpc)
+    ns_id = next(
+        n["Id"]
+        for n in clients.servicediscovery.list_namespaces()["Namespaces"]
+        if n["Name"] == NAMESPACE
+    )
+    branches = branches or {"web": ["main", "feature/checkout"], "api": ["main"]}
+    for service, (_repo, family, container, port, ecr_repo) in SERVICES.items():
+        template_task_definition(clients.ecs, family, container, port)
+        clients.ecr.create_repository(repositoryName=ecr_repo)
+        for branch in branches.get(service, []):
+            tag_branch = branch.replace("/", "-")
+            push_image(clients.ecr, ecr_repo, f"{tag_branch}-{fake_sha(service + branch)[:7]}")
+    return Seeded(vpc, (subnet,), (sg,), ns_id)
+
+
+def sandbox_config(seeded: Seeded, database: str, **overrides: Any) -> dict[str, Any]:
+    """The configuration (as a TOML-shaped mapping) for the seeded sandbox."""
+    services = {
+        name: {
+            "repository": repo,
+            "task_definition": family,
+            "container": container,
+            "port": port,
+            "ecr_repository": ecr_repo,
+            "tag": "{branch}-{sha7}",
+            **({"public": True} if name == "web" else {}),
+        }
+        for name, (repo, family, container, port, ecr_repo) in SERVICES.items()
+    }
+    return {
+        "cluster": CLUSTER,
+        "subnets": list(seeded.subnets),
+        "security_groups": list(seeded.security_groups),
+        "namespace": NAMESPACE,
+        "domain": DOMAIN,
+        "database": database,
+        "poll_interval": 0.05,
+        "deploy_timeout": 5,
+        "default_channel": "#review-apps",
+        "apps": {"shop": {"services": services}},
+        **overrides,
+    }
+
+
+def sandbox_settings(seeded: Seeded, database: str, **overrides: Any) -> Settings:
+    return settings_from_mapping(sandbox_config(seeded, database, **overrides), environ={})

@@ -1,0 +1,508 @@
+"""The SQLite store (through sqlite-utils): environments, deployments, operations, chat message
+references, audit events and processed delivery ids.
+
+One database file in WAL mode; one connection per thread (a ``sqlite_utils.Database`` must not be
+shared across threads), each with a busy timeout. The schema version is SQLite's ``user_version``;
+forward migrations run at start, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+BUSY_TIMEOUT_MS = 10_000
+
+ENV_ACTIVE = ("queued", "deploying", "running", "failed", "stopping")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db.table("environments").create(
+        {
+            "name": str,
+            "app": str,
+            "branch": str,
+            "status": str,
+            "url": str,
+            "owner": str,
+            "sha": str,
+            "services": str,
+            "error": str,
+            "created_at": str,
+            "updated_at": str,
+            "last_activity_at": str,
+            "expires_at": str,
+        },
+        pk="name",
+        not_null={"app", "branch", "status", "created_at", "updated_at"},
+    )
+    db.table("environments").create_index(["status"])
+    db.table("environments").create_index(["app", "branch"], unique=True)
+    db.table("environments").create_index(["owner"])
+    db.table("deployments").create(
+        {
+            "id": int,
+            "env": str,
+            "app": str,
+            "branch": str,
+            "sha": str,
+            "requested_by": str,
+            "source": str,
+            "operation_id": int,
+            "images": str,
+            "task_definitions": str,
+            "started_at": str,
+            "finished_at": str,
+            "result": str,
+            "failure_reason": str,
+        },
+        pk="id",
+        not_null={"env", "started_at", "result"},
+    )
+    db.table("deployments").create_index(["env", "id"])
+    db.table("operations").create(
+        {
+            "id": int,
+            "kind": str,
+            "env": str,
+            "app": str,
+            "branch": str,
+            "params": str,
+            "status": str,
+            "step": str,
+            "requested_by": str,
+            "source": str,
+            "attempts": int,
+            "error": str,
+            "superseded_by": int,
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "heartbeat_at": str,
+            "owner": str,
+        },
+        pk="id",
+        not_null={"kind", "env", "status", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db.table("operations").create_index(["status", "id"])
+    db.table("operations").create_index(["env", "status"])
+    db.table("messages").create(
+        {"env": str, "kind": str, "channel": str, "ts": str, "created_at": str},
+        pk=("env", "kind"),
+    )
+    db.table("audit_events").create(
+        {
+            "id": int,
+            "at": str,
+            "actor": str,
+            "action": str,
+            "env": str,
+            "source": str,
+            "detail": str,
+        },
+        pk="id",
+        not_null={"at", "action"},
+    )
+    db.table("audit_events").create_index(["env", "id"])
+    db.table("deliveries").create({"id": str, "source": str, "received_at": str}, pk="id")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A persisted request to deploy or stop an environment."""
+
+    id: int
+    kind: str
+    env: str
+    app: str
+    branch: str
+    params: dict[str, Any]
+    status: str
+    step: str | None
+    requested_by: str | None
+    source: str | None
+    attempts: int
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Operation:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            env=row["env"],
+            app=row["app"],
+            branch=row["branch"],
+            params=json.loads(row["params"] or "{}"),
+            status=row["status"],
+            step=row["step"],
+            requested_by=row["requested_by"],
+            source=row["source"],
+            attempts=row["attempts"] or 0,
+            error=row["error"],
+        )
+
+
+class Store:
+    """Thread-safe access to the database file at ``path``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._migrate()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            db = sqlite_utils.Database(conn)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    @contextmanager
+    def immediate(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction that takes the write lock at once (safe across processes)."""
+        db = self.db
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self.immediate() as db:
+            version = db.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database {self.path} has schema version {version}, newer "
+                    f"than this revieee ({SCHEMA_VERSION}): upgrade revieee"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                MIGRATIONS[number](db)
+                db.conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- environments --------------------------------------------------------------------------
+
+    def get_env(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from environments where name = ?", [name]))
+        return rows[0] if rows else None
+
+    def find_env(self, app: str, branch: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query("select * from environments where app = ? and branch = ?", [app, branch])
+        )
+        return rows[0] if rows else None
+
+    def upsert_env(self, name: str, **fields: Any) -> None:
+        stamp = now_iso()
+        existing = self.get_env(name)
+        if existing is None:
+            row = {
+                "name": name,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "last_activity_at": stamp,
+                **fields,
+            }
+            self.db.table("environments").insert(row)
+        else:
+            self.db.table("environments").update(name, {"updated_at": stamp, **fields})
+
+    def list_envs(
+        self,
+        *,
+        app: str | None = None,
+        owner: str | None = None,
+        include_stopped: bool = False,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if not include_stopped:
+            where.append(f"status in ({', '.join('?' * len(ENV_ACTIVE))})")
+            args.extend(ENV_ACTIVE)
+        if app:
+            where.append("app = ?")
+            args.append(app)
+        if owner:
+            where.append("owner = ?")
+            args.append(owner)
+        sql = (
+            "select name, app, branch, status, url, owner, sha, created_at, updated_at, "
+            "expires_at, error from environments"
+        )
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by created_at desc, name"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return [
+            dict(zip(_LIST_COLUMNS, r, strict=True))
+            for r in self.db.conn.execute(sql, args).fetchall()
+        ]
+
+    # -- deployments ---------------------------------------------------------------------------
+
+    def start_deployment(self, **fields: Any) -> int:
+        table = self.db.table("deployments")
+        table.insert({"started_at": now_iso(), "result": "running", **fields})
+        return int(table.last_pk or 0)
+
+    def update_deployment(self, deployment_id: int, **fields: Any) -> None:
+        self.db.table("deployments").update(deployment_id, fields)
+
+    def finish_deployment(self, deployment_id: int, result: str, **fields: Any) -> None:
+        self.db.table("deployments").update(
+            deployment_id, {"finished_at": now_iso(), "result": result, **fields}
+        )
+
+    def deployments(self, env: str, limit: int = 20) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "select * from deployments where env = ? order by id desc limit ?", [env, limit]
+            )
+        )
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: str,
+        env: str,
+        app: str,
+        branch: str,
+        params: dict[str, Any],
+        requested_by: str | None,
+        source: str | None,
+    ) -> tuple[Operation, list[int]]:
+        """Persist an operation; supersede queued (not running) ones of the same environment."""
+        with self.immediate() as db:
+            table = db.table("operations")
+            table.insert(
+                {
+                    "kind": kind,
+                    "env": env,
+                    "app": app,
+                    "branch": branch,
+                    "params": json.dumps(params, sort_keys=True),
+                    "status": "queued",
+                    "requested_by": requested_by,
+                    "source": source,
+                    "created_at": now_iso(),
+                    "attempts": 0,
+                }
+            )
+            op_id = int(table.last_pk or 0)
+            superseded = [
+                r[0]
+                for r in db.conn.execute(
+                    "select id from operations where env = ? and status = 'queued' and id < ?",
+                    [env, op_id],
+                ).fetchall()
+            ]
+            if superseded:
+                db.conn.execute(
+                    f"update operations set status = 'superseded', superseded_by = ?, "
+                    f"finished_at = ? where id in ({', '.join('?' * len(superseded))})",
+                    [op_id, now_iso(), *superseded],
+                )
+        return self.get_operation(op_id), superseded
+
+    def get_operation(self, op_id: int) -> Operation:
+        return Operation.from_row(self.db.table("operations").get(op_id))
+
+    def operation_row(self, op_id: int) -> dict[str, Any]:
+        return dict(self.db.table("operations").get(op_id))
+
+    def claim_next(self, owner: str, only: int | None = None) -> Operation | None:
+        """Atomically mark the oldest runnable queued operation running and return it.
+
+        Runnable: no other operation of the same environment is running.
+        """
+        with self.immediate() as db:
+            sql = (
+                "select id from operations o where status = 'queued' and not exists "
+                "(select 1 from operations r where r.env = o.env and r.status = 'running')"
+            )
+            args: list[Any] = []
+            if only is not None:
+                sql += " and id = ?"
+                args.append(only)
+            row = db.conn.execute(sql + " order by id limit 1", args).fetchone()
+            if row is None:
+                return None
+            stamp = now_iso()
+            db.conn.execute(
+                "update operations set status = 'running', started_at = ?, heartbeat_at = ?, "
+                "owner = ?, attempts = attempts + 1, error = null where id = ?",
+                [stamp, stamp, owner, row[0]],
+            )
+        return self.get_operation(row[0])
+
+    def set_step(self, op_id: int, step: str) -> None:
+        self.db.conn.execute(
+            "update operations set step = ?, heartbeat_at = ? where id = ?",
+            [step, now_iso(), op_id],
+        )
+
+    def finish_operation(self, op_id: int, status: str, error: str | None = None) -> None:
+        self.db.conn.execute(
+            "update operations set status = ?, error = ?, finished_at = ? where id = ?",
+            [status, error, now_iso(), op_id],
+        )
+
+    def update_params(self, op_id: int, params: dict[str, Any]) -> None:
+        self.db.conn.execute(
+            "update operations set params = ? where id = ?",
+            [json.dumps(params, sort_keys=True), op_id],
+        )
+
+    def operations(self, status: str | None = None, env: str | None = None) -> list[Operation]:
+        where: list[str] = []
+        args: list[Any] = []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if env:
+            where.append("env = ?")
+            args.append(env)
+        sql = "select * from operations" + (" where " + " and ".join(where) if where else "")
+        return [Operation.from_row(r) for r in self.db.query(sql + " order by id", args)]
+
+    def heartbeat(self, op_ids: list[int]) -> None:
+        if op_ids:
+            self.db.conn.execute(
+                f"update operations set heartbeat_at = ? where id in "
+                f"({', '.join('?' * len(op_ids))})",
+                [now_iso(), *op_ids],
+            )
+
+    def recover_interrupted(
+        self, max_attempts: int, is_orphan: Callable[[str | None, str | None], bool]
+    ) -> tuple[list[int], list[int]]:
+        """After a crash: requeue operations left running by a dead worker (``is_orphan(owner,
+        heartbeat_at)``), or fail those interrupted too often. Steps are idempotent, so a
+        requeued operation simply runs again from the start."""
+        resumed, failed = [], []
+        with self.immediate() as db:
+            rows = db.conn.execute(
+                "select id, attempts, step, owner, heartbeat_at from operations "
+                "where status = 'running'"
+            ).fetchall()
+            for op_id, attempts, step, owner, heartbeat_at in rows:
+                if not is_orphan(owner, heartbeat_at):
+                    continue
+                if (attempts or 0) >= max_attempts:
+                    db.conn.execute(
+                        "update operations set status = 'failed', finished_at = ?, error = ? "
+                        "where id = ?",
+                        [
+                            now_iso(),
+                            f"interrupted {attempts} times (last at step: "
+                            f"{step or 'start'}); not retried again",
+                            op_id,
+                        ],
+                    )
+                    failed.append(op_id)
+                else:
+                    db.conn.execute("update operations set status = 'queued' where id = ?", [op_id])
+                    resumed.append(op_id)
+        return resumed, failed
+
+    # -- messages, audit, deliveries -----------------------------------------------------------
+
+    def set_message(self, env: str, kind: str, channel: str, ts: str) -> None:
+        self.db.table("messages").upsert(
+            {"env": env, "kind": kind, "channel": channel, "ts": ts, "created_at": now_iso()},
+            pk=("env", "kind"),
+        )
+
+    def get_message(self, env: str, kind: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from messages where env = ? and kind = ?", [env, kind]))
+        return rows[0] if rows else None
+
+    def audit(
+        self,
+        action: str,
+        actor: str | None,
+        env: str | None = None,
+        source: str | None = None,
+        **detail: Any,
+    ) -> None:
+        self.db.table("audit_events").insert(
+            {
+                "at": now_iso(),
+                "actor": actor,
+                "action": action,
+                "env": env,
+                "source": source,
+                "detail": json.dumps(detail, sort_keys=True, default=str),
+            }
+        )
+
+    def audit_events(self, env: str | None = None) -> list[dict[str, Any]]:
+        if env:
+            return list(
+                self.db.query("select * from audit_events where env = ? order by id", [env])
+            )
+        return list(self.db.query("select * from audit_events order by id"))
+
+    def first_delivery(self, source: str, delivery_id: str) -> bool:
+        """Record a delivery id; True the first time it is seen, False for a repeat."""
+        cur = self.db.conn.execute(
+            "insert or ignore into deliveries (id, source, received_at) values (?, ?, ?)",
+            [f"{source}:{delivery_id}", source, now_iso()],
+        )
+        return cur.rowcount == 1
+
+
+_LIST_COLUMNS = (
+    "name",
+    "app",
+    "branch",
+    "status",
+    "url",
+    "owner",
+    "sha",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "error",
+)

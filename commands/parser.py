@@ -1,0 +1,109 @@
+"""One parser for every front door: text such as ``deploy my-branch --app web`` becomes a typed
+command, or a :class:`UsageError` whose message shows the usage.
+
+Only the verbs in :data:`commands.verbs.VERBS` and their declared flags are accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import shlex
+import typing
+from typing import Any
+
+from commands.verbs import VERBS, Command, Help, usage
+
+_SHA_RE = re.compile(r"[0-9a-fA-F]{7,40}")
+
+
+class UsageError(Exception):
+    """Bad input: ``str()`` says what is wrong and shows the usage."""
+
+    def __init__(self, problem: str, verb: str | None = None) -> None:
+        self.problem = problem
+        self.verb = verb
+        lines = [problem]
+        if verb:
+            lines.append(f"usage: {usage(verb)}")
+        else:
+            lines.append("usage: " + " | ".join(usage(v) for v in VERBS))
+        super().__init__("\n".join(lines))
+
+
+def _fields(cls: type[Command]) -> tuple[list[str], dict[str, type]]:
+    """Positional field names (no default) and flags (name -> bool or str)."""
+    hints = typing.get_type_hints(cls)
+    positional: list[str] = []
+    flags: dict[str, type] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is dataclasses.MISSING:
+            positional.append(f.name)
+        else:
+            flags[f.name] = bool if hints[f.name] is bool else str
+    return positional, flags
+
+
+def parse(text: str) -> Command:
+    """Parse one command line (without the leading ``/revieee``)."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read that command: {exc}") from None
+    return parse_words(words)
+
+
+def parse_words(words: list[str]) -> Command:
+    if not words:
+        return Help()
+    verb = words[0].lower()
+    if verb in ("-h", "--help"):
+        return Help()
+    if verb not in VERBS:
+        close = difflib.get_close_matches(verb, list(VERBS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown command {words[0]!r}{hint}")
+    cls = VERBS[verb]
+    positional, flags = _fields(cls)
+    values: dict[str, Any] = {}
+    rest: list[str] = []
+    args = iter(words[1:])
+    for word in args:
+        if word in ("-h", "--help"):
+            return Help(verb)
+        if word.startswith("--"):
+            name, eq, inline = word[2:].partition("=")
+            key = name.replace("-", "_")
+            if key not in flags:
+                raise UsageError(f"unknown option {word.split('=')[0]!r} for {verb}", verb)
+            if flags[key] is bool:
+                if eq:
+                    raise UsageError(f"--{name} takes no value", verb)
+                values[key] = True
+                continue
+            value = inline if eq else next(args, None)
+            if value is None or value == "" or value.startswith("--"):
+                raise UsageError(f"--{name} needs a value", verb)
+            values[key] = value
+        else:
+            rest.append(word)
+    if len(rest) < len(positional):
+        missing = positional[len(rest)].upper()
+        raise UsageError(f"{verb} needs {missing}", verb)
+    if len(rest) > len(positional) and not (cls is Help and not rest[1:]):
+        extra = rest[len(positional)]
+        raise UsageError(f"unexpected argument {extra!r} for {verb}", verb)
+    for name, value in zip(positional, rest, strict=False):
+        values[name] = value
+    if cls is Help and rest:
+        values["verb"] = rest[0].lower()
+        if values["verb"] not in VERBS:
+            raise UsageError(f"no help for {rest[0]!r}: there is no such command")
+    if values.get("sha") is not None and not _SHA_RE.fullmatch(values["sha"]):
+        raise UsageError(
+            f"--sha must be a commit hash (7-40 hex characters), got {values['sha']!r}", verb
+        )
+    if values.get("sha"):
+        values["sha"] = values["sha"].lower()
+    return cls(**values)

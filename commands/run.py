@@ -1,0 +1,148 @@
+"""Carry out a parsed command against the review-apps core and say what happened, as text.
+
+Front doors (terminal now; Slack and GitHub later) parse with :func:`commands.parser.parse`,
+call :func:`run`, and present the :class:`Reply` their own way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.review import RequestError, ReviewApps
+from bot.store import Operation
+from commands.verbs import VERBS, Command, Deploy, Help, List, Status, Stop, description, usage
+
+
+@dataclass
+class Reply:
+    text: str
+    ok: bool = True
+    operation: Operation | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def run(cmd: Command, apps: ReviewApps, actor: str | None, source: str) -> Reply:
+    try:
+        return _run(cmd, apps, actor, source)
+    except RequestError as exc:
+        return Reply(str(exc), ok=False)
+
+
+def _run(cmd: Command, apps: ReviewApps, actor: str | None, source: str) -> Reply:
+    match cmd:
+        case Deploy(branch=branch, app=app, sha=sha, wait=wait):
+            req = apps.request_deploy(
+                branch,
+                app,
+                sha=sha,
+                requested_by=actor,
+                source=source,
+                wait=wait or source != "cli",
+            )
+            text = (
+                f"queued deploy of {branch} as {req.env} ({req.url}), operation {req.operation.id}"
+            )
+            if req.superseded:
+                text += f"; it replaces queued operation(s) {', '.join(map(str, req.superseded))}"
+            return Reply(text, operation=req.operation, data={"env": req.env, "url": req.url})
+        case Stop(env=env, app=app):
+            row = apps.find_env(env, app)
+            req = apps.request_stop(row["name"], requested_by=actor, source=source)
+            text = f"queued stop of {req.env}, operation {req.operation.id}"
+            if req.note:
+                text += f" ({req.note})"
+            return Reply(text, operation=req.operation, data={"env": req.env})
+        case List(mine=mine, app=app, all=everything):
+            if mine and not actor:
+                return Reply("--mine needs to know who you are", ok=False)
+            rows = apps.list_envs(
+                app=app, owner=actor if mine else None, include_stopped=everything
+            )
+            return Reply(format_list(rows), data={"count": len(rows)})
+        case Status(env=env, app=app):
+            row = apps.find_env(env, app)
+            return Reply(format_status(apps.status(row["name"])))
+        case Help(verb=verb):
+            return Reply(format_help(verb))
+    raise AssertionError(f"unhandled command {cmd!r}")  # pragma: no cover
+
+
+def format_help(verb: str | None = None) -> str:
+    if verb:
+        return f"usage: {usage(verb)}\n{description(verb)}"
+    lines = ["revieee gives each branch its own review environment. Commands:"]
+    lines += [f"  {usage(v):<48} {description(v).split('. ')[0].rstrip('.')}" for v in VERBS]
+    return "\n".join(lines)
+
+
+def _age(stamp: str | None, now: datetime) -> str:
+    if not stamp:
+        return "-"
+    seconds = int((now - datetime.fromisoformat(stamp)).total_seconds())
+    if seconds < 3600:
+        return f"{max(seconds, 0) // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def format_list(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no environments"
+    now = datetime.now(UTC)
+    header = ("ENV", "APP", "BRANCH", "STATUS", "OWNER", "AGE", "URL")
+    table = [header] + [
+        (
+            r["name"],
+            r["app"],
+            r["branch"],
+            r["status"],
+            r["owner"] or "-",
+            _age(r["created_at"], now),
+            r["url"] or "-",
+        )
+        for r in rows
+    ]
+    widths = [min(max(len(row[i]) for row in table), 48) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in table
+    ]
+    lines.append(f"{len(rows)} environment(s)")
+    return "\n".join(lines)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    env = status["env"]
+    lines = [
+        f"{env['name']}: {env['status']}",
+        f"  app {env['app']}, branch {env['branch']}, commit {(env['sha'] or '-')[:7]}",
+        f"  url {env['url']}",
+        f"  owner {env['owner'] or '-'}, created {env['created_at']}, updated {env['updated_at']}",
+    ]
+    if env.get("error"):
+        lines.append(f"  last error: {env['error']}")
+    for name, live in (status.get("live") or {}).items():
+        lines.append(
+            f"  service {name}: {live['status']}, {live['running']}/{live['desired']} "
+            f"running ({live['ecs_service']})"
+        )
+    if status.get("live_error"):
+        lines.append(f"  could not ask ECS: {status['live_error']}")
+    for dep in status["deployments"]:
+        line = (
+            f"  deploy #{dep['id']} {dep['result']}: {(dep['sha'] or '-')[:7]} by "
+            f"{dep['requested_by'] or '-'} via {dep['source'] or '-'} at {dep['started_at']}"
+        )
+        if dep.get("failure_reason"):
+            line += f" -- {dep['failure_reason']}"
+        lines.append(line)
+    for op in status["operations"]:
+        if op.status in ("queued", "running"):
+            lines.append(
+                f"  operation {op.id} {op.kind} {op.status}"
+                + (f" at step: {op.step}" if op.step else "")
+            )
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""The verbs people type. Each is a typed command; its docstring is its help text.
+
+The first docstring line is the usage; the rest is the description shown by ``help VERB``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """deploy BRANCH [--app APP] [--sha SHA] [--wait]
+    Deploy BRANCH as a review environment, or redeploy it if it exists (same URL).
+    --app picks the app when several are configured; --sha pins the commit; --wait waits
+    until the services are stable and reports the result."""
+
+    branch: str
+    app: str | None = None
+    sha: str | None = None
+    wait: bool = False
+
+
+@dataclass(frozen=True)
+class Stop:
+    """stop ENV [--app APP]
+    Stop the environment ENV (its name, or its branch) and remove its AWS resources.
+    Stopping one that is already gone succeeds and says so."""
+
+    env: str
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class List:
+    """list [--mine] [--app APP] [--all]
+    List running environments; --mine only yours, --app only one app's, --all includes
+    stopped ones."""
+
+    mine: bool = False
+    app: str | None = None
+    all: bool = False
+
+
+@dataclass(frozen=True)
+class Status:
+    """status ENV [--app APP]
+    Show one environment: status, URL, commit, recent deployments and what ECS says now."""
+
+    env: str
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class Help:
+    """help [VERB]
+    Show what revieee can do, or the details of one verb."""
+
+    verb: str | None = None
+
+
+Command = Deploy | Stop | List | Status | Help
+
+VERBS: dict[str, type[Command]] = {
+    "deploy": Deploy,
+    "stop": Stop,
+    "list": List,
+    "status": Status,
+    "help": Help,
+}
+
+
+def usage(verb: str) -> str:
+    return (VERBS[verb].__doc__ or verb).splitlines()[0].strip()
+
+
+def description(verb: str) -> str:
+    lines = (VERBS[verb].__doc__ or "").splitlines()[1:]
+    return " ".join(line.strip() for line in lines if line.strip())
