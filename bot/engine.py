@@ -345,6 +345,12 @@ class Engine:
             self.aws.ecs.describe_task_definition,
             taskDefinition=svc.task_definition,
         )["taskDefinition"]
+        if template.get("status", "ACTIVE") != "ACTIVE":
+            raise EngineError(
+                f"reading template task definition {svc.task_definition}",
+                f"{template['taskDefinitionArn']} is {template['status']}; "
+                "register an active revision",
+            )
         family = task_family(spec.env, svc.name)
         step = f"registering task definition {family}"
         containers = [dict(c) for c in template["containerDefinitions"]]
@@ -788,7 +794,12 @@ class Engine:
                         "taskDefinition"
                     ]
                     names = [c["name"] for c in td["containerDefinitions"]]
-                    if svc.container not in names:
+                    if td.get("status", "ACTIVE") != "ACTIVE":
+                        problems.append(
+                            f"{key}.task_definition: template "
+                            f"{svc.task_definition!r} has no active revision"
+                        )
+                    elif svc.container not in names:
                         problems.append(
                             f"{key}.container: template {svc.task_definition} has "
                             f"no container {svc.container!r} (it has: "
