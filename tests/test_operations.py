@@ -1,0 +1,278 @@
+"""The operation queue: persisted first, one running per environment, newer supersedes queued,
+interrupted work resumed or failed, graceful drain; and a real crash of a worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bot.app import Runtime, build
+from bot.aws import AwsClients
+from bot.naming import ecs_service_name, env_name
+from bot.operations import OperationRunner, is_orphan
+from bot.sandbox import MotoSandbox, Seeded, sandbox_config, sandbox_settings
+from bot.store import Store, now_iso
+
+BRANCH = "feature/checkout"
+ENV = env_name("shop", BRANCH)
+
+
+def test_newer_request_supersedes_queued_ones_of_the_same_environment(runtime: Runtime) -> None:
+    first = runtime.apps.request_deploy(BRANCH, "shop")
+    second = runtime.apps.request_deploy(BRANCH, "shop", sha="abcdef1")
+    other = runtime.apps.request_deploy("main", "shop")
+    third = runtime.apps.request_deploy(BRANCH, "shop", sha="abcdef2")
+    assert second.superseded == [first.operation.id]
+    assert third.superseded == [second.operation.id]
+    statuses = {op.id: op.status for op in runtime.store.operations()}
+    assert statuses == {
+        first.operation.id: "superseded",
+        second.operation.id: "superseded",
+        other.operation.id: "queued",
+        third.operation.id: "queued",
+    }
+    row = runtime.store.operation_row(first.operation.id)
+    assert row["superseded_by"] == second.operation.id
+
+
+def test_running_operation_is_not_superseded_and_blocks_its_environment(tmp_path: Path) -> None:
+    store = Store(tmp_path / "q.db")
+    a1, _ = store.enqueue("deploy", "web-a", "web", "a", {}, "U1", "cli")
+    b1, _ = store.enqueue("deploy", "web-b", "web", "b", {}, "U1", "cli")
+    claimed = store.claim_next("host:1")
+    assert claimed is not None and claimed.id == a1.id
+    a2, superseded = store.enqueue("stop", "web-a", "web", "a", {}, "U2", "cli")
+    assert superseded == []  # a running one is never superseded
+    # web-a has a running operation: the next claim must skip a2 and take web-b
+    nxt = store.claim_next("host:1")
+    assert nxt is not None and nxt.id == b1.id
+    assert store.claim_next("host:1") is None
+    store.finish_operation(a1.id, "succeeded")
+    after = store.claim_next("host:1")
+    assert after is not None and after.id == a2.id and after.kind == "stop"
+
+
+def test_claims_from_many_threads_never_run_one_environment_twice(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    store = Store(path)
+    for i in range(60):
+        store.enqueue("deploy", f"web-e{i % 6}", "web", f"e{i % 6}", {"i": i}, None, "cli")
+    # only the newest queued per env survives supersession: 6 queued operations
+    assert len(store.operations(status="queued")) == 6
+    running: dict[str, int] = {}
+    overlaps: list[str] = []
+    lock = threading.Lock()
+
+    def handler(op):  # type: ignore[no-untyped-def]
+        with lock:
+            if running.get(op.env):
+                overlaps.append(op.env)
+            running[op.env] = running.get(op.env, 0) + 1
+        time.sleep(0.01)
+        with lock:
+            running[op.env] -= 1
+
+    runners = [OperationRunner(Store(path), handler, workers=3) for _ in range(3)]
+    threads = [threading.Thread(target=r.run_until_idle) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert overlaps == []
+    assert {op.status for op in store.operations()} == {"succeeded", "superseded"}
+
+
+def test_recovery_requeues_orphans_and_fails_repeated_interruptions(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.db")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    a, _ = store.enqueue("deploy", "web-a", "web", "a", {}, None, "cli")
+    b, _ = store.enqueue("deploy", "web-b", "web", "b", {}, None, "cli")
+    c, _ = store.enqueue("deploy", "web-c", "web", "c", {}, None, "cli")
+    d, _ = store.enqueue("deploy", "web-d", "web", "d", {}, None, "cli")
+    for _ in range(4):
+        store.claim_next(f"{host}:{dead.pid}")
+    store.db.conn.execute(
+        "update operations set attempts = 3, step = 'waiting' where id = ?", [b.id]
+    )
+    # c belongs to a live worker on this host (us), d to another host with a fresh heartbeat
+    store.db.conn.execute(
+        "update operations set owner = ? where id = ?", [f"{host}:{os.getpid()}", c.id]
+    )
+    store.db.conn.execute(
+        "update operations set owner = 'elsewhere:1', heartbeat_at = ? where id = ?",
+        [now_iso(), d.id],
+    )
+    runner = OperationRunner(store, lambda op: None, max_attempts=3)
+    resumed, failed = runner.recover()
+    assert resumed == [a.id] and failed == [b.id]
+    assert store.get_operation(a.id).status == "queued"
+    failed_op = store.get_operation(b.id)
+    assert failed_op.status == "failed"
+    assert failed_op.error == "interrupted 3 times (last at step: waiting); not retried again"
+    assert store.get_operation(c.id).status == "running"
+    assert store.get_operation(d.id).status == "running"
+
+
+def test_is_orphan_uses_heartbeat_for_other_hosts() -> None:
+    assert is_orphan("elsewhere:1", "2020-01-01T00:00:00.000+00:00")
+    assert not is_orphan("elsewhere:1", now_iso())
+    assert is_orphan(None, None)
+    assert not is_orphan(f"{socket.gethostname()}:{os.getpid()}", None)
+
+
+def test_background_pool_runs_work_and_shutdown_drains(
+    seeded: Seeded, aws: AwsClients, tmp_path: Path
+) -> None:
+    # no tasks ever run here, so each deploy waits out its (short) deadline
+    settings = sandbox_settings(seeded, str(tmp_path / "db.sqlite"), deploy_timeout=1.0)
+    rt = build(settings, clients=aws)
+    rt.runner.start()
+    req = rt.apps.request_deploy(BRANCH, "shop", requested_by="U1", wait=True)
+    deadline = time.monotonic() + 10
+    while rt.store.get_operation(req.operation.id).status == "queued":
+        assert time.monotonic() < deadline, "the pool never picked the operation up"
+        time.sleep(0.02)
+    rt.runner.shutdown(drain=True)
+    op = rt.store.get_operation(req.operation.id)
+    assert op.status == "failed"  # finished, not left running
+    assert "not stable after 1s" in (op.error or "")
+    rt.store.close()
+
+
+def test_stop_queued_behind_deploy_runs_after_it(
+    runtime: Runtime, aws: AwsClients, tasks_run: None
+) -> None:
+    deploy = runtime.apps.request_deploy(BRANCH, "shop", wait=True)
+    claimed = runtime.store.claim_next("test:1")
+    assert claimed is not None and claimed.id == deploy.operation.id
+    stop = runtime.apps.request_stop(ENV)
+    assert stop.superseded == []
+    runtime.runner.run(claimed)
+    assert runtime.runner.run_until_idle() == 1
+    assert runtime.store.get_operation(stop.operation.id).status == "succeeded"
+    assert runtime.store.get_env(ENV)["status"] == "stopped"  # type: ignore[index]
+    service = aws.ecs.describe_services(
+        cluster=runtime.settings.cluster, services=[ecs_service_name(ENV, "web")]
+    )["services"][0]
+    assert service["status"] == "INACTIVE"
+
+
+# -- a real crash: kill -9 a worker process mid-deploy, start another, it resumes ---------------
+
+
+def _write_config(seeded: Seeded, tmp_path: Path, **overrides: object) -> Path:
+    data = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
+    lines = []
+    for key, value in data.items():
+        if key != "apps":
+            lines.append(f"{key} = {_toml(value)}")
+    for app, table in data["apps"].items():
+        for svc, fields in table["services"].items():
+            lines.append(f"[apps.{app}.services.{svc}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in fields.items()]
+    path = tmp_path / "revieee.toml"
+    path.write_text("\n".join(lines) + "\n")
+    tomllib.loads(path.read_text())  # the test's own check that it wrote valid TOML
+    return path
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_deploy_is_resumed_without_orphans(
+    moto_server: MotoSandbox,
+    seeded: Seeded,
+    aws: AwsClients,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _write_config(seeded, tmp_path, deploy_timeout=120, poll_interval=0.1)
+    child_env = {**os.environ, **moto_server.environ()}
+    child_env.pop("MOTO_ECS_SERVICE_RUNNING", None)
+    store = Store(tmp_path / "revieee.db")
+
+    # 1. a terminal deploy; its tasks never start (moto), so it sits in the wait step
+    deployer = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "--config", str(config), "deploy", BRANCH, "--wait"],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(
+            lambda: any(
+                op.step == "waiting for the services to become stable"
+                for op in store.operations(status="running")
+            ),
+            30,
+            "the deploy to reach its wait step",
+        )
+    finally:
+        deployer.send_signal(signal.SIGKILL)
+        deployer.wait(10)
+    [op] = store.operations()
+    assert op.status == "running" and op.attempts == 1  # left behind by the dead process
+    assert store.get_env(ENV)["status"] == "deploying"  # type: ignore[index]
+
+    # 2. let tasks "run" (the resumed deploy's update_service makes moto report them) and start
+    #    a worker: it finds the dead process's operation and runs it again from the start.
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "--config", str(config), "worker"],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: store.get_operation(op.id).status in ("succeeded", "failed"),
+            60,
+            "the resumed operation to finish",
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, out
+    assert "1 operation(s) resumed" in out
+    assert "draining running operations" in out
+    done = store.get_operation(op.id)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 2
+    assert store.get_env(ENV)["status"] == "running"  # type: ignore[index]
+    assert [d["result"] for d in store.deployments(ENV)] == ["succeeded", "interrupted"]
+
+    # no orphaned or duplicated AWS resources: one ECS service and one Cloud Map service each
+    arns = aws.ecs.list_services(cluster="revieee-sandbox")["serviceArns"]
+    assert sorted(a.rsplit("/", 1)[-1] for a in arns) == sorted(
+        ecs_service_name(ENV, s) for s in ("web", "api")
+    )
+    names = [s["Name"] for s in aws.servicediscovery.list_services()["Services"]]
+    assert sorted(names) == sorted([f"web.{ENV}", f"api.{ENV}"])
