@@ -3,14 +3,23 @@ sandbox, temp SQLite files, and a wired runtime. Nothing here patches boto3 or o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from bot.app import Runtime, build
 from bot.aws import AwsClients, build_clients
 from bot.config import Settings
-from bot.sandbox import MotoSandbox, Seeded, patched_environ, sandbox_settings, seed
+from bot.sandbox import (
+    MotoSandbox,
+    Seeded,
+    patched_environ,
+    sandbox_config,
+    sandbox_settings,
+    seed,
+)
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +59,35 @@ def runtime(settings: Settings, aws: AwsClients) -> Iterator[Runtime]:
     rt = build(settings, clients=aws)
     yield rt
     rt.close()
+
+
+WriteConfig = Callable[..., Path]
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@pytest.fixture
+def write_config(seeded: Seeded, tmp_path: Path) -> WriteConfig:
+    """Write the sandbox's configuration as a real revieee.toml (database in tmp_path)."""
+
+    def write(**overrides: object) -> Path:
+        data = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
+        lines = [f"{key} = {_toml(value)}" for key, value in data.items() if key != "apps"]
+        for app, table in data["apps"].items():
+            for svc, fields in table["services"].items():
+                lines.append(f"[apps.{app}.services.{svc}]")
+                lines += [f"{k} = {_toml(v)}" for k, v in fields.items()]
+        path = tmp_path / "revieee.toml"
+        path.write_text("\n".join(lines) + "\n")
+        tomllib.loads(path.read_text())  # the fixture's own check that it wrote valid TOML
+        return path
+
+    return write

@@ -1,9 +1,9 @@
 """The engine and the deploy/stop operations against moto's server, over HTTP.
 
 moto limits, said where they matter: ECS services never start tasks (``runningCount`` follows
-``MOTO_ECS_SERVICE_RUNNING`` or an ``update_service(desiredCount=...)``), ``capacityProviderStrategy``
-is accepted but dropped (so we check what was *sent*), and ECS does not register tasks in Cloud
-Map (so instances are registered by the test where they matter).
+``MOTO_ECS_SERVICE_RUNNING`` or an ``update_service(desiredCount=...)``),
+``capacityProviderStrategy`` is accepted but dropped (so we check what was *sent*), and ECS does
+not register tasks in Cloud Map (so instances are registered by the test where they matter).
 """
 
 from __future__ import annotations

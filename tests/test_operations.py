@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,9 @@ from bot.app import Runtime, build
 from bot.aws import AwsClients
 from bot.naming import ecs_service_name, env_name
 from bot.operations import OperationRunner, is_orphan
-from bot.sandbox import MotoSandbox, Seeded, sandbox_config, sandbox_settings
+from bot.sandbox import MotoSandbox, Seeded, sandbox_settings
 from bot.store import Store, now_iso
+from tests.conftest import WriteConfig
 
 BRANCH = "feature/checkout"
 ENV = env_name("shop", BRANCH)
@@ -171,32 +171,6 @@ def test_stop_queued_behind_deploy_runs_after_it(
 # -- a real crash: kill -9 a worker process mid-deploy, start another, it resumes ---------------
 
 
-def _write_config(seeded: Seeded, tmp_path: Path, **overrides: object) -> Path:
-    data = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
-    lines = []
-    for key, value in data.items():
-        if key != "apps":
-            lines.append(f"{key} = {_toml(value)}")
-    for app, table in data["apps"].items():
-        for svc, fields in table["services"].items():
-            lines.append(f"[apps.{app}.services.{svc}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in fields.items()]
-    path = tmp_path / "revieee.toml"
-    path.write_text("\n".join(lines) + "\n")
-    tomllib.loads(path.read_text())  # the test's own check that it wrote valid TOML
-    return path
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -208,12 +182,12 @@ def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-
 @pytest.mark.slow
 def test_worker_killed_mid_deploy_is_resumed_without_orphans(
     moto_server: MotoSandbox,
-    seeded: Seeded,
+    write_config: WriteConfig,
     aws: AwsClients,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = _write_config(seeded, tmp_path, deploy_timeout=120, poll_interval=0.1)
+    config = write_config(deploy_timeout=120, poll_interval=0.1)
     child_env = {**os.environ, **moto_server.environ()}
     child_env.pop("MOTO_ECS_SERVICE_RUNNING", None)
     store = Store(tmp_path / "revieee.db")

@@ -1,0 +1,143 @@
+"""The ``revieee`` console script, run as a real subprocess against moto's server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.aws import AwsClients
+from bot.naming import env_name
+from bot.sandbox import MotoSandbox
+from tests.conftest import WriteConfig
+
+ENV = env_name("shop", "feature/checkout")
+
+
+def revieee(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REVIEEE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_demo_runs_the_whole_flow_with_no_aws_account(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.count(f"[ready] https://{ENV}.review.example.test is up") == 2
+    assert "(fallback: the repository has no such branch)" in out
+    assert f"[updating ECS service {ENV}-web]" in out  # the redeploy
+    assert f"deleted Cloud Map service web.{ENV}" in out
+    assert f"ECS service {ENV}-web was already gone" in out
+    assert "demo finished: every step worked" in out
+    assert not list(tmp_path.iterdir())  # left nothing behind in the working directory
+
+
+def test_help_lists_every_verb() -> None:
+    result = revieee("help")
+    assert result.returncode == 0
+    for verb in ("deploy BRANCH", "stop ENV", "list", "status ENV", "check", "worker", "demo"):
+        assert verb in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deplyo", "x"], "unknown command 'deplyo' (did you mean 'deploy'?)"),
+        (["deploy"], "deploy needs BRANCH"),
+        (["stop", "a", "b"], "unexpected argument 'b' for stop"),
+        (["check", "extra"], "check takes no arguments"),
+    ],
+)
+def test_bad_usage_exits_2_with_usage(args: list[str], message: str) -> None:
+    result = revieee(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "usage:" in result.stderr
+
+
+def test_missing_configuration_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "revieee.toml"
+    config.write_text('cluster = "c"\n')
+    result = revieee("--config", str(config), "list")
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: subnets: is missing")
+    assert 'example: subnets = ["subnet-' in result.stderr
+    # REVIEEE_CONFIG works as well as --config
+    result = revieee("list", env={"REVIEEE_CONFIG": str(config)})
+    assert result.stderr.startswith("config error: subnets: is missing")
+
+
+def test_check_against_the_sandbox(
+    write_config: WriteConfig, moto_server: MotoSandbox, aws: AwsClients
+) -> None:
+    config = write_config()
+    good = revieee("--config", str(config), "check", env=moto_server.environ())
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "AWS: OK" in good.stdout
+    aws.ecs.delete_cluster(cluster="revieee-sandbox")
+    aws.ecr.delete_repository(repositoryName="shop-api", force=True)
+    bad = revieee("--config", str(config), "check", env=moto_server.environ())
+    assert bad.returncode == 1
+    assert "2 problem(s) in AWS" in bad.stdout
+    assert "cluster: ECS cluster 'revieee-sandbox' does not exist" in bad.stdout
+    assert "apps.shop.services.api.ecr_repository: 'shop-api' not found" in bad.stdout
+
+
+def test_deploy_list_status_stop_from_the_terminal(
+    write_config: WriteConfig, moto_server: MotoSandbox, tasks_run: None
+) -> None:
+    config = str(write_config())
+    env = {**moto_server.environ(), "USER": "alice"}
+    deployed = revieee("--config", config, "deploy", "feature/checkout", env=env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert f"queued deploy of feature/checkout as {ENV}" in deployed.stdout
+    assert "[deploying] rollout started" in deployed.stdout
+    assert deployed.stdout.rstrip().endswith(f"{ENV}: deploying https://{ENV}.review.example.test")
+
+    listed = revieee("--config", config, "list", "--mine", env=env)
+    assert ENV in listed.stdout and "alice" in listed.stdout and "1 environment(s)" in listed.stdout
+    assert "no environments" in revieee("--config", config, "list", "--app", "nope", env=env).stdout
+
+    status = revieee("--config", config, "status", "feature/checkout", env=env)
+    assert status.returncode == 0
+    assert status.stdout.startswith(f"{ENV}: running")  # became stable: status says so
+    assert f"service web: ACTIVE, 1/1 running ({ENV}-web)" in status.stdout
+
+    stopped = revieee("--config", config, "stop", ENV, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.rstrip().endswith(f"{ENV}: stopped https://{ENV}.review.example.test")
+    assert "no environments" in revieee("--config", config, "list", env=env).stdout
+
+    unknown = revieee("--config", config, "status", "nope", env=env)
+    assert unknown.returncode == 1
+    assert "no environment named 'nope'" in unknown.stdout
+
+
+def test_failed_deploy_exits_1_with_the_reason(
+    write_config: WriteConfig, moto_server: MotoSandbox
+) -> None:
+    config = str(write_config())
+    result = revieee(
+        "--config", config, "deploy", "ghost-branch", "--wait", env=moto_server.environ()
+    )
+    assert result.returncode == 1
+    assert "no image shop-web:ghost-branch-<sha7> for any commit" in result.stderr

@@ -1,0 +1,97 @@
+"""The SQLite store on real files: migrations, WAL, thread safety, de-duplication."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.store import SCHEMA_VERSION, Store
+
+TABLES = {"environments", "deployments", "operations", "messages", "audit_events", "deliveries"}
+
+
+def test_new_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sub" / "revieee.db")
+    assert store.schema_version == SCHEMA_VERSION
+    assert set(store.db.table_names()) >= TABLES
+    assert store.db.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    store.close()
+    # reopening applies nothing twice
+    again = Store(tmp_path / "sub" / "revieee.db")
+    assert again.schema_version == SCHEMA_VERSION
+
+
+def test_database_from_a_newer_revieee_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "revieee.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer than this revieee"):
+        Store(path)
+
+
+def test_environment_upsert_list_and_filters(tmp_path: Path) -> None:
+    store = Store(tmp_path / "revieee.db")
+    store.upsert_env("web-a", app="web", branch="a", status="running", owner="U1")
+    store.upsert_env("web-b", app="web", branch="b", status="stopped", owner="U2")
+    store.upsert_env("api-a", app="api", branch="a", status="failed", owner="U2")
+    store.upsert_env("web-a", status="deploying")
+    assert store.get_env("web-a")["status"] == "deploying"  # type: ignore[index]
+    assert store.get_env("web-a")["owner"] == "U1"  # type: ignore[index]
+    assert {e["name"] for e in store.list_envs()} == {"web-a", "api-a"}
+    assert {e["name"] for e in store.list_envs(include_stopped=True)} == {"web-a", "web-b", "api-a"}
+    assert [e["name"] for e in store.list_envs(app="api")] == ["api-a"]
+    assert [e["name"] for e in store.list_envs(owner="U2", include_stopped=True, app="web")] == [
+        "web-b"
+    ]
+    assert store.find_env("web", "b")["name"] == "web-b"  # type: ignore[index]
+
+
+def test_delivery_ids_are_processed_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "revieee.db")
+    assert store.first_delivery("github", "abc-1")
+    assert not store.first_delivery("github", "abc-1")
+    assert store.first_delivery("slack", "abc-1")  # another source, another id space
+
+
+def test_message_references_and_audit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "revieee.db")
+    store.set_message("web-a", "deploy", "C1", "1700000000.000100")
+    store.set_message("web-a", "deploy", "C1", "1700000000.000200")
+    assert store.get_message("web-a", "deploy")["ts"] == "1700000000.000200"  # type: ignore[index]
+    store.audit("deploy requested", "U1", "web-a", "slack", branch="a")
+    [event] = store.audit_events("web-a")
+    assert (
+        event["actor"] == "U1" and event["source"] == "slack" and '"branch": "a"' in event["detail"]
+    )
+
+
+def test_writes_from_many_threads(tmp_path: Path) -> None:
+    store = Store(tmp_path / "revieee.db")
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(40):
+                store.enqueue("deploy", f"web-t{n}-{i % 4}", "web", "b", {"i": i}, None, "cli")
+                store.audit("x", None, f"web-t{n}")
+                store.first_delivery("slack", f"{n}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    ops = store.operations()
+    assert len(ops) == 8 * 40 and len({op.id for op in ops}) == 8 * 40
+    assert len(store.operations(status="queued")) == 8 * 4  # newest per environment
+    assert len(store.audit_events()) == 8 * 40
