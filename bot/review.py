@@ -87,7 +87,9 @@ class ReviewApps:
         name = env_name(app_cfg.name, branch)
         url = self.settings.url_for(app_cfg.name, name, branch)
         existing = self.store.get_env(name)
-        fresh = existing is None or existing["status"] in ("stopped", "queued")
+        fresh = existing is None or existing["status"] == "stopped"
+        # "first": nothing of this environment serves yet, so a failure marks it failed
+        first = existing is None or existing["status"] in ("stopped", "queued", "failed")
         fields: dict[str, Any] = {
             "app": app_cfg.name,
             "branch": branch,
@@ -97,7 +99,7 @@ class ReviewApps:
         if fresh:
             fields.update(status="queued", owner=requested_by, error=None)
         self.store.upsert_env(name, **fields)
-        params = {"sha": sha, "wait": wait, "first": fresh}
+        params = {"sha": sha, "wait": wait, "first": first}
         op, superseded = self.store.enqueue(
             "deploy", name, app_cfg.name, branch, params, requested_by, source
         )

@@ -263,6 +263,16 @@ def test_failed_redeploy_keeps_running_environment_running(
     assert "no image shop-web:feature-checkout-1234567" in env["error"]  # type: ignore[index]
 
 
+def test_environment_that_never_served_stays_failed_on_a_second_failure(
+    runtime: Runtime,
+) -> None:
+    assert deploy(runtime, branch="ghost", wait=True).status == "failed"
+    assert deploy(runtime, branch="ghost", sha="abcdef1", wait=True).status == "failed"
+    env = runtime.store.get_env(env_name("shop", "ghost"))
+    assert env is not None and env["status"] == "failed"
+    assert "ghost-abcdef1" in env["error"]
+
+
 def test_deploy_without_wait_then_status_marks_running(
     runtime: Runtime, aws: AwsClients, tasks_run: None
 ) -> None:
