@@ -36,6 +36,11 @@ IMAGE_PLACEHOLDERS = {"branch", "sha", "sha7", "env", "app", "service"}
 URL_PLACEHOLDERS = {"env", "domain", "app", "branch"}
 
 
+def render(template: str, **values: str) -> str:
+    """Fill ``{name}`` placeholders (validated at start, so every name is known)."""
+    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
+
+
 class ConfigError(Exception):
     """A configuration problem: names the key and shows an example."""
 
@@ -135,7 +140,7 @@ class Settings:
         return ", ".join(sorted(self.apps))
 
     def url_for(self, app: str, env: str, branch: str) -> str:
-        return self.url_template.format(env=env, domain=self.domain, app=app, branch=branch)
+        return render(self.url_template, env=env, domain=self.domain, app=app, branch=branch)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,13 @@ def _template(allowed: set[str], example: str) -> Parser:
                 f"(allowed: {', '.join(sorted(allowed))})",
                 example,
             )
+        if "{" in PLACEHOLDER_RE.sub("", text) or "}" in PLACEHOLDER_RE.sub("", text):
+            raise ConfigError(
+                key,
+                f"stray brace in {text!r}: placeholders are {{name}} with name one of "
+                f"{', '.join(sorted(allowed))}",
+                example,
+            )
         return text
 
     return parse
@@ -251,7 +263,7 @@ def _capacity(key: str, value: Any) -> tuple[CapacityProvider, ...]:
         if (
             bits[0] not in CAPACITY_PROVIDERS
             or len(bits) > 3
-            or not all(b.isdigit() for b in bits[1:])
+            or not all(re.fullmatch(r"[0-9]{1,4}", b) for b in bits[1:])
         ):
             raise ConfigError(
                 key,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.aws import AwsClients, describe_error, error_code
-from bot.config import AppConfig, ServiceConfig, Settings
+from bot.config import AppConfig, ServiceConfig, Settings, render
 from bot.naming import ecs_service_name, image_tag_part, service_label, task_family
 
 Reporter = Callable[[str, str], None]
@@ -119,10 +119,6 @@ def _tags(spec_app: str, env: str, branch: str) -> dict[str, str]:
     return {"revieee:app": spec_app, "revieee:env": env, "revieee:branch": branch[:256]}
 
 
-def _render(template: str, **values: str) -> str:
-    return re.sub(r"\{([a-z0-9_]+)\}", lambda m: values[m.group(1)], template)
-
-
 def _tag_pattern(template: str, **values: str) -> re.Pattern[str]:
     """A regex matching tags rendered from ``template`` with any commit in place of the sha."""
     regex, seen = [], set()
@@ -152,6 +148,7 @@ class Engine:
         self._sleep = sleep
         self._monotonic = monotonic
         self._namespace: tuple[str, str] | None = None
+        self._repository_uris: dict[str, str] = {}
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -194,8 +191,9 @@ class Engine:
         back to their default branch. Raises :class:`ImageMissing` naming repository and tag."""
         plans: list[ServicePlan] = []
         misses: list[ImageMissing] = []
+        images: dict[str, list[dict[str, Any]]] = {}  # one listing per repository per plan
         for svc in spec.app.services:
-            plan, miss = self._plan_service(spec, svc, sha, commits)
+            plan, miss = self._plan_service(spec, svc, sha, commits, images)
             if miss is not None:
                 misses.append(miss)
             plans.append(plan)
@@ -207,7 +205,12 @@ class Engine:
         return plans
 
     def _plan_service(
-        self, spec: EnvSpec, svc: ServiceConfig, sha: str | None, commits: CommitResolver | None
+        self,
+        spec: EnvSpec,
+        svc: ServiceConfig,
+        sha: str | None,
+        commits: CommitResolver | None,
+        images: dict[str, list[dict[str, Any]]],
     ) -> tuple[ServicePlan, ImageMissing | None]:
         branch, fallback = spec.branch, False
         if commits is not None:
@@ -223,17 +226,22 @@ class Engine:
             if fallback or sha is None:
                 sha = resolved
         try:
-            image, tag, found_sha = self._find_image(spec, svc, branch, sha)
+            image, tag, found_sha = self._find_image(spec, svc, branch, sha, images)
             return ServicePlan(svc.name, branch, found_sha, image, tag, fallback), None
         except ImageMissing as miss:
             if commits is not None or fallback or branch == svc.default_branch:
                 raise
             branch = svc.default_branch
-            image, tag, found_sha = self._find_image(spec, svc, branch, None)
+            image, tag, found_sha = self._find_image(spec, svc, branch, None, images)
             return ServicePlan(svc.name, branch, found_sha, image, tag, True), miss
 
     def _find_image(
-        self, spec: EnvSpec, svc: ServiceConfig, branch: str, sha: str | None
+        self,
+        spec: EnvSpec,
+        svc: ServiceConfig,
+        branch: str,
+        sha: str | None,
+        images: dict[str, list[dict[str, Any]]],
     ) -> tuple[str, str | None, str | None]:
         values = {
             "branch": image_tag_part(branch),
@@ -247,21 +255,12 @@ class Engine:
                     f"resolving image of {svc.name}",
                     f"the image template {svc.image!r} needs a commit: pass --sha",
                 )
-            return _render(svc.image, sha=sha or "", sha7=(sha or "")[:7], **values), None, sha
+            return render(svc.image, sha=sha or "", sha7=(sha or "")[:7], **values), None, sha
         repo = svc.ecr_repository or ""
         step = f"resolving image of {svc.name} in ECR repository {repo}"
-        try:
-            uri = self.aws.ecr.describe_repositories(repositoryNames=[repo])["repositories"][0][
-                "repositoryUri"
-            ]
-        except ClientError as exc:
-            if error_code(exc) == "RepositoryNotFoundException":
-                raise EngineError(step, "the ECR repository does not exist") from exc
-            raise EngineError(step, describe_error(exc)) from exc
-        except BotoCoreError as exc:
-            raise EngineError(step, describe_error(exc)) from exc
+        uri = self._repository_uri(repo, step)
         if sha or not svc.needs_sha:
-            tag = _render(svc.tag, sha=sha or "", sha7=(sha or "")[:7], **values)
+            tag = render(svc.tag, sha=sha or "", sha7=(sha or "")[:7], **values)
             try:
                 detail = self.aws.ecr.describe_images(
                     repositoryName=repo, imageIds=[{"imageTag": tag}]
@@ -276,7 +275,9 @@ class Engine:
             return f"{uri}@{detail['imageDigest']}", tag, sha
         pattern = _tag_pattern(svc.tag, **values)
         newest: tuple[datetime, str, str, str | None] | None = None
-        for detail in self._images(repo, step):
+        if repo not in images:
+            images[repo] = self._images(repo, step)
+        for detail in images[repo]:
             for tag in detail.get("imageTags", []):
                 match = pattern.fullmatch(tag)
                 if match and (newest is None or detail["imagePushedAt"] > newest[0]):
@@ -288,15 +289,31 @@ class Engine:
                         groups.get("sha") or groups.get("sha7"),
                     )
         if newest is None:
-            wanted = _render(svc.tag, sha="<sha>", sha7="<sha7>", **values)
+            wanted = render(svc.tag, sha="<sha>", sha7="<sha7>", **values)
             raise ImageMissing(step, f"no image {repo}:{wanted} for any commit")
         return f"{uri}@{newest[2]}", newest[1], newest[3]
 
-    def _images(self, repo: str, step: str) -> Iterator[dict[str, Any]]:
+    def _repository_uri(self, repo: str, step: str) -> str:
+        if repo not in self._repository_uris:  # a repository's URI never changes
+            try:
+                found = self.aws.ecr.describe_repositories(repositoryNames=[repo])
+            except ClientError as exc:
+                if error_code(exc) == "RepositoryNotFoundException":
+                    raise EngineError(step, "the ECR repository does not exist") from exc
+                raise EngineError(step, describe_error(exc)) from exc
+            except BotoCoreError as exc:
+                raise EngineError(step, describe_error(exc)) from exc
+            self._repository_uris[repo] = str(found["repositories"][0]["repositoryUri"])
+        return self._repository_uris[repo]
+
+    def _images(self, repo: str, step: str) -> list[dict[str, Any]]:
         paginator = self.aws.ecr.get_paginator("describe_images")
         try:
-            for page in paginator.paginate(repositoryName=repo, filter={"tagStatus": "TAGGED"}):
-                yield from page["imageDetails"]
+            return [
+                detail
+                for page in paginator.paginate(repositoryName=repo, filter={"tagStatus": "TAGGED"})
+                for detail in page["imageDetails"]
+            ]
         except (ClientError, BotoCoreError) as exc:
             raise EngineError(step, describe_error(exc)) from exc
 
@@ -315,10 +332,11 @@ class Engine:
             addresses[f"REVIEEE_SERVICE_{key}_URL"] = f"http://{hosts[svc.name]}:{svc.port}"
         states = []
         by_name = {p.service: p for p in plans}
+        known = self._cloud_map_services(ns_id, "listing Cloud Map services")
         for svc in spec.app.services:
             plan = by_name[svc.name]
             td_arn = self._register_task_definition(spec, svc, plan, addresses, report)
-            cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, report)
+            cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, known, report)
             ecs_name = self._ensure_ecs_service(spec, svc, td_arn, cm_arn, report)
             states.append(
                 ServiceState(
@@ -393,26 +411,33 @@ class Engine:
         report(step, f"{svc.name}: registered {arn.split('/')[-1]} ({plan.short_image})")
         return str(arn)
 
-    def _find_cloud_map_service(self, ns_id: str, name: str, step: str) -> dict[str, Any] | None:
+    def _cloud_map_services(self, ns_id: str, step: str) -> dict[str, dict[str, Any]]:
+        """The namespace's Cloud Map services by name (one listing per deploy or stop)."""
         paginator = self.aws.servicediscovery.get_paginator("list_services")
+        found: dict[str, dict[str, Any]] = {}
         try:
             for page in paginator.paginate(
                 Filters=[{"Name": "NAMESPACE_ID", "Values": [ns_id], "Condition": "EQ"}]
             ):
                 for svc in page["Services"]:
                     # moto ignores Filters, so check the namespace here too.
-                    if svc["Name"] == name and svc.get("NamespaceId", ns_id) == ns_id:
-                        return dict(svc)
+                    if svc.get("NamespaceId", ns_id) == ns_id:
+                        found[svc["Name"]] = dict(svc)
         except (ClientError, BotoCoreError) as exc:
             raise EngineError(step, describe_error(exc)) from exc
-        return None
+        return found
 
     def _ensure_cloud_map_service(
-        self, spec: EnvSpec, svc: ServiceConfig, ns_id: str, report: Reporter
+        self,
+        spec: EnvSpec,
+        svc: ServiceConfig,
+        ns_id: str,
+        known: dict[str, dict[str, Any]],
+        report: Reporter,
     ) -> tuple[str, str]:
         name = service_label(spec.env, svc.name)
         step = f"creating Cloud Map service {name}"
-        existing = self._find_cloud_map_service(ns_id, name, step)
+        existing = known.get(name)
         if existing is None:
             tags = _tags(spec.app.name, spec.env, spec.branch)
             try:
@@ -432,7 +457,7 @@ class Engine:
             except ClientError as exc:
                 if error_code(exc) != "ServiceAlreadyExists":
                     raise EngineError(step, describe_error(exc)) from exc
-                existing = self._find_cloud_map_service(ns_id, name, step)
+                existing = self._cloud_map_services(ns_id, step).get(name)
                 if existing is None:
                     raise EngineError(step, describe_error(exc)) from exc
         else:
@@ -521,7 +546,7 @@ class Engine:
         names = [ecs_service_name(spec.env, s.name) for s in spec.app.services]
         deadline = self._monotonic() + timeout
         step = "waiting for the services to become stable"
-        report(step, f"waiting up to {int(timeout)}s for {', '.join(names)}")
+        report(step, f"waiting up to {timeout:g}s for {', '.join(names)}")
         last: dict[str, str] = {}
         while True:
             described = self._call(
@@ -563,7 +588,7 @@ class Engine:
                 return
             if self._monotonic() >= deadline:
                 raise EngineError(
-                    step, self._explain(pending[0], f"not stable after {int(timeout)}s", since)
+                    step, self._explain(pending[0], f"not stable after {timeout:g}s", since)
                 )
             self._sleep(self.settings.poll_interval)
 
@@ -666,9 +691,11 @@ class Engine:
         ns_id, _ = self.namespace()
         done: list[str] = []
         names = list(dict.fromkeys([s.name for s in app.services] + list(extra_services)))
+        known = self._cloud_map_services(ns_id, "listing Cloud Map services")
         for svc in names:
             done.append(self._stop_ecs_service(ecs_service_name(env, svc), report))
-            done.append(self._delete_cloud_map_service(ns_id, service_label(env, svc), report))
+            cm_name = service_label(env, svc)
+            done.append(self._delete_cloud_map_service(cm_name, known.get(cm_name), report))
             done.append(self._deregister_task_definitions(task_family(env, svc), report))
         return done
 
@@ -698,9 +725,10 @@ class Engine:
         report(step, line)
         return line
 
-    def _delete_cloud_map_service(self, ns_id: str, name: str, report: Reporter) -> str:
+    def _delete_cloud_map_service(
+        self, name: str, existing: dict[str, Any] | None, report: Reporter
+    ) -> str:
         step = f"deleting Cloud Map service {name}"
-        existing = self._find_cloud_map_service(ns_id, name, step)
         if existing is None:
             line = f"Cloud Map service {name} was already gone"
             report(step, line)

@@ -54,8 +54,9 @@ def dns_label(text: str, max_len: int = MAX_LABEL) -> str:
     if is_dns_label(text, max_len) and not _HASHED_TAIL_RE.search(text):
         return text
     suffix = short_hash(text)
-    head = fold(text)[: max_len - HASH_LEN - 1].strip("-")
-    return f"{head}-{suffix}" if head else suffix
+    # Always "<head>-<hash>": a bare hash would be a clean label another branch may be named.
+    head = fold(text)[: max_len - HASH_LEN - 1].strip("-") or "x"
+    return f"{head}-{suffix}"
 
 
 def env_name(app: str, branch: str) -> str:

@@ -88,8 +88,6 @@ class ReviewApps:
         url = self.settings.url_for(app_cfg.name, name, branch)
         existing = self.store.get_env(name)
         fresh = existing is None or existing["status"] == "stopped"
-        # "first": nothing of this environment serves yet, so a failure marks it failed
-        first = existing is None or existing["status"] in ("stopped", "queued", "failed")
         fields: dict[str, Any] = {
             "app": app_cfg.name,
             "branch": branch,
@@ -99,7 +97,7 @@ class ReviewApps:
         if fresh:
             fields.update(status="queued", owner=requested_by, error=None)
         self.store.upsert_env(name, **fields)
-        params = {"sha": sha, "wait": wait, "first": first}
+        params = {"sha": sha, "wait": wait}
         op, superseded = self.store.enqueue(
             "deploy", name, app_cfg.name, branch, params, requested_by, source
         )
@@ -267,8 +265,9 @@ class ReviewApps:
                 return
             self.engine.wait(spec, report, since=started)
         except EngineError as exc:
-            first = op.params.get("first", True)
-            self.store.upsert_env(op.env, status="failed" if first else "running", error=str(exc))
+            # Decided now, not at request time: ask ECS whether a previous version still serves.
+            serving = self._still_serving(op)
+            self.store.upsert_env(op.env, status="running" if serving else "failed", error=str(exc))
             self.store.finish_deployment(dep_id, "failed", failure_reason=str(exc))
             self.store.audit(
                 "deploy failed",
@@ -278,7 +277,9 @@ class ReviewApps:
                 operation=op.id,
                 reason=str(exc),
             )
-            report("failed", str(exc) + ("" if first else " (the previous version keeps serving)"))
+            report(
+                "failed", str(exc) + (" (the previous version keeps serving)" if serving else "")
+            )
             raise
         self.store.upsert_env(op.env, status="running", error=None)
         self.store.finish_deployment(dep_id, "succeeded")
@@ -286,6 +287,17 @@ class ReviewApps:
             "deployed", op.requested_by, op.env, op.source, operation=op.id, sha=primary.sha
         )
         report("ready", f"{spec.url} is up")
+
+    def _still_serving(self, op: Operation) -> bool:
+        """Whether every service of the environment has a running task (best effort)."""
+        app = self.settings.apps.get(op.app)
+        if app is None:
+            return False
+        try:
+            live = self.engine.live_status(app, op.env)
+        except EngineError:
+            return False
+        return all(s["status"] == "ACTIVE" and s["running"] >= 1 for s in live.values())
 
     def _stop(self, op: Operation) -> None:
         report = self._reporter(op)

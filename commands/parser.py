@@ -32,17 +32,21 @@ class UsageError(Exception):
         super().__init__("\n".join(lines))
 
 
-def _fields(cls: type[Command]) -> tuple[list[str], dict[str, type]]:
-    """Positional field names (no default) and flags (name -> bool or str)."""
+def _fields(cls: type[Command]) -> tuple[list[str], list[str], dict[str, type]]:
+    """Required positionals (no default), optional positionals (``metadata["positional"]``)
+    and flags (name -> bool or str)."""
     hints = typing.get_type_hints(cls)
-    positional: list[str] = []
+    required: list[str] = []
+    optional: list[str] = []
     flags: dict[str, type] = {}
     for f in dataclasses.fields(cls):
         if f.default is dataclasses.MISSING:
-            positional.append(f.name)
+            required.append(f.name)
+        elif f.metadata.get("positional"):
+            optional.append(f.name)
         else:
             flags[f.name] = bool if hints[f.name] is bool else str
-    return positional, flags
+    return required, optional, flags
 
 
 def parse(text: str) -> Command:
@@ -65,7 +69,7 @@ def parse_words(words: list[str]) -> Command:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"unknown command {words[0]!r}{hint}")
     cls = VERBS[verb]
-    positional, flags = _fields(cls)
+    required, optional, flags = _fields(cls)
     values: dict[str, Any] = {}
     rest: list[str] = []
     args = iter(words[1:])
@@ -88,16 +92,17 @@ def parse_words(words: list[str]) -> Command:
             values[key] = value
         else:
             rest.append(word)
-    if len(rest) < len(positional):
-        missing = positional[len(rest)].upper()
-        raise UsageError(f"{verb} needs {missing}", verb)
-    if len(rest) > len(positional) and not (cls is Help and not rest[1:]):
-        extra = rest[len(positional)]
-        raise UsageError(f"unexpected argument {extra!r} for {verb}", verb)
+    positional = required + optional
+    if len(rest) < len(required):
+        raise UsageError(f"{verb} needs {required[len(rest)].upper()}", verb)
+    if len(rest) > len(positional):
+        raise UsageError(f"unexpected argument {rest[len(positional)]!r} for {verb}", verb)
     for name, value in zip(positional, rest, strict=False):
+        if not value.strip():
+            raise UsageError(f"{name.upper()} must not be empty", verb)
         values[name] = value
-    if cls is Help and rest:
-        values["verb"] = rest[0].lower()
+    if cls is Help and values.get("verb"):
+        values["verb"] = values["verb"].lower()
         if values["verb"] not in VERBS:
             raise UsageError(f"no help for {rest[0]!r}: there is no such command")
     if values.get("sha") is not None and not _SHA_RE.fullmatch(values["sha"]):

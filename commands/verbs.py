@@ -5,7 +5,7 @@ The first docstring line is the usage; the rest is the description shown by ``he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Help:
     """help [VERB]
     Show what revieee can do, or the details of one verb."""
 
-    verb: str | None = None
+    verb: str | None = field(default=None, metadata={"positional": True})
 
 
 Command = Deploy | Stop | List | Status | Help

@@ -232,7 +232,7 @@ def test_service_that_never_becomes_stable_fails_with_reasons(
         engine.wait(spec, since=started)
     message = str(err.value)
     assert message.startswith("waiting for the services to become stable")
-    assert f"{name} not stable after 0s: 0 of 1 tasks running" in message
+    assert f"{name} not stable after 0.3s: 0 of 1 tasks running" in message
     assert "CannotPullContainerError: pull access denied for shop-web" in message
 
 
@@ -242,7 +242,7 @@ def test_timeout_marks_environment_failed(seeded: Seeded, aws: AwsClients, tmp_p
     try:
         op = deploy(rt, wait=True)
         assert op.status == "failed"
-        assert "not stable after 0s" in op.error  # type: ignore[operator]
+        assert "not stable after 0.2s" in op.error  # type: ignore[operator]
         env = rt.store.get_env(ENV)
         assert env["status"] == "failed"  # type: ignore[index]
         assert rt.store.deployments(ENV)[0]["failure_reason"] == op.error
@@ -256,8 +256,11 @@ def test_failed_redeploy_keeps_running_environment_running(
     runtime: Runtime, tasks_run: None
 ) -> None:
     assert deploy(runtime, wait=True).status == "succeeded"
+    lines: list[str] = []
+    runtime.apps.listeners.append(lambda op, step, message: lines.append(message))
     op = deploy(runtime, sha="1234567abcdef", wait=True)
     assert op.status == "failed"
+    assert lines[-1].endswith("(the previous version keeps serving)")
     env = runtime.store.get_env(ENV)
     assert env["status"] == "running"  # type: ignore[index]
     assert "no image shop-web:feature-checkout-1234567" in env["error"]  # type: ignore[index]
@@ -271,6 +274,27 @@ def test_environment_that_never_served_stays_failed_on_a_second_failure(
     env = runtime.store.get_env(env_name("shop", "ghost"))
     assert env is not None and env["status"] == "failed"
     assert "ghost-abcdef1" in env["error"]
+
+
+def test_redeploy_failing_while_first_rollout_never_served_stays_failed(
+    seeded: Seeded,
+    aws: AwsClients,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """The services exist but no task ever ran: a second failure must not claim that a
+    previous version keeps serving."""
+    rt = build(
+        sandbox_settings(seeded, str(tmp_path / "db.sqlite"), deploy_timeout=0.2), clients=aws
+    )
+    try:
+        lines: list[str] = []
+        rt.apps.listeners.append(lambda op, step, message: lines.append(message))
+        assert deploy(rt, wait=True).status == "failed"
+        assert deploy(rt, sha="0000000", wait=True).status == "failed"
+        assert rt.store.get_env(ENV)["status"] == "failed"  # type: ignore[index]
+        assert not any("keeps serving" in line for line in lines)
+    finally:
+        rt.close()
 
 
 def test_deploy_without_wait_then_status_marks_running(

@@ -110,6 +110,6 @@ def test_throttling_that_never_ends_fails_after_the_retry_budget(
     finally:
         rt.close()
     assert error is not None
-    assert error.startswith("creating Cloud Map service web.")
+    assert error.startswith("listing Cloud Map services: ")
     assert "ThrottlingException: Rate exceeded" in error
     assert proxy.served["ListServices"] == 3

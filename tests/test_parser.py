@@ -1,0 +1,165 @@
+"""commands/parser.py and commands/verbs.py: text becomes a typed command or a usage error."""
+
+from __future__ import annotations
+
+import pytest
+
+from commands.parser import UsageError, parse, parse_words
+from commands.run import format_help
+from commands.verbs import VERBS, Command, Deploy, Help, List, Status, Stop, description, usage
+
+SHA40 = "0123456789abcdef0123456789abcdef01234567"
+
+VALID: list[tuple[str, Command]] = [
+    # deploy
+    ("deploy my-branch", Deploy("my-branch")),
+    ("deploy feature/x", Deploy("feature/x")),
+    (
+        "deploy my-branch --app web --sha abc1234 --wait",
+        Deploy("my-branch", app="web", sha="abc1234", wait=True),
+    ),
+    ("deploy my-branch --app=web", Deploy("my-branch", app="web")),
+    ("deploy --app web my-branch", Deploy("my-branch", app="web")),
+    ("deploy --wait my-branch", Deploy("my-branch", wait=True)),
+    ("deploy my-branch --sha=ABCDEF1", Deploy("my-branch", sha="abcdef1")),
+    (f"deploy my-branch --sha {SHA40}", Deploy("my-branch", sha=SHA40)),
+    ("deploy 'my branch with spaces'", Deploy("my branch with spaces")),
+    ('deploy "feature/café ünïcode" --app web', Deploy("feature/café ünïcode", app="web")),
+    ("deploy fix\\ bug", Deploy("fix bug")),
+    ("deploy fix#12", Deploy("fix#12")),
+    ("  deploy   my-branch  ", Deploy("my-branch")),
+    ("DEPLOY Main", Deploy("Main")),  # the verb is case-insensitive, the branch is not
+    # stop
+    ("stop web-my-branch", Stop("web-my-branch")),
+    ("stop feature/x --app shop", Stop("feature/x", app="shop")),
+    ("stop 'a b' --app=shop", Stop("a b", app="shop")),
+    # list
+    ("list", List()),
+    ("list --mine", List(mine=True)),
+    ("list --all", List(all=True)),
+    ("list --app web", List(app="web")),
+    ("list --mine --app web --all", List(mine=True, app="web", all=True)),
+    ("list --all --app=web --mine", List(mine=True, app="web", all=True)),
+    # status
+    ("status web-my-branch", Status("web-my-branch")),
+    ("status feature/x --app web", Status("feature/x", app="web")),
+    # help
+    ("help", Help()),
+    ("help deploy", Help("deploy")),
+    ("help STOP", Help("stop")),
+    ("help help", Help("help")),
+    ("", Help()),
+    ("   ", Help()),
+    ("--help", Help()),
+    ("-h", Help()),
+    ("deploy --help", Help("deploy")),
+    ("stop -h", Help("stop")),
+    ("list --mine -h", Help("list")),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), VALID)
+def test_parse(text: str, expected: Command) -> None:
+    assert parse(text) == expected
+    assert type(parse(text)) is type(expected)
+
+
+# text -> (fragment of the problem, verb whose usage is shown or None for all verbs)
+INVALID: list[tuple[str, str, str | None]] = [
+    ("deplyo my-branch", "unknown command 'deplyo' (did you mean 'deploy'?)", None),
+    ("stpo x", "(did you mean 'stop'?)", None),
+    ("lsit", "(did you mean 'list'?)", None),
+    ("frobnicate", "unknown command 'frobnicate'\n", None),
+    ("deploy my-branch --force", "unknown option '--force' for deploy", "deploy"),
+    ("deploy my-branch --force=yes", "unknown option '--force' for deploy", "deploy"),
+    ("deploy my-branch --branch x", "unknown option '--branch' for deploy", "deploy"),
+    ("list --wait", "unknown option '--wait' for list", "list"),
+    ("stop x --sha abc1234", "unknown option '--sha' for stop", "stop"),
+    ("status x --mine", "unknown option '--mine' for status", "status"),
+    ("deploy", "deploy needs BRANCH", "deploy"),
+    ("deploy --app web", "deploy needs BRANCH", "deploy"),
+    ("stop", "stop needs ENV", "stop"),
+    ("status --app web", "status needs ENV", "status"),
+    ("deploy a b", "unexpected argument 'b' for deploy", "deploy"),
+    ("stop a b", "unexpected argument 'b' for stop", "stop"),
+    ("status a b", "unexpected argument 'b' for status", "status"),
+    ("list everything", "unexpected argument 'everything' for list", "list"),
+    ("deploy x --app", "--app needs a value", "deploy"),
+    ("deploy x --app=", "--app needs a value", "deploy"),
+    ("deploy x --app --wait", "--app needs a value", "deploy"),
+    ("deploy x --sha", "--sha needs a value", "deploy"),
+    ("list --app", "--app needs a value", "list"),
+    ("deploy x --wait=true", "--wait takes no value", "deploy"),
+    ("list --mine=yes", "--mine takes no value", "list"),
+    ("list --all=", "--all takes no value", "list"),
+    (
+        "deploy x --sha xyz",
+        "--sha must be a commit hash (7-40 hex characters), got 'xyz'",
+        "deploy",
+    ),
+    ("deploy x --sha abc123", "--sha must be a commit hash", "deploy"),
+    ("deploy x --sha g123456", "--sha must be a commit hash", "deploy"),
+    (f"deploy x --sha {SHA40}0", "--sha must be a commit hash", "deploy"),
+    ("deploy x --sha=abc-1234", "--sha must be a commit hash", "deploy"),
+    ("deploy 'unbalanced", "cannot read that command: No closing quotation", None),
+    ('deploy "unbalanced', "cannot read that command: No closing quotation", None),
+    ("deploy x\\", "cannot read that command", None),
+    ("help nosuch", "no help for 'nosuch': there is no such command", None),
+]
+
+
+@pytest.mark.parametrize(("text", "problem", "verb"), INVALID)
+def test_usage_error(text: str, problem: str, verb: str | None) -> None:
+    with pytest.raises(UsageError) as info:
+        parse(text)
+    message = str(info.value)
+    assert problem in message
+    assert "usage:" in message
+    assert info.value.verb == verb
+    if verb:
+        assert message.endswith(f"\nusage: {usage(verb)}")
+    else:
+        assert all(usage(v) in message for v in VERBS)
+
+
+def test_no_hint_when_nothing_is_close() -> None:
+    with pytest.raises(UsageError) as info:
+        parse("xyzzy")
+    assert "did you mean" not in str(info.value)
+
+
+def test_parse_words_takes_words_as_they_are() -> None:
+    assert parse_words(["deploy", "my branch", "--app", "web"]) == Deploy("my branch", app="web")
+    assert parse_words([]) == Help()
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_verb_has_usage_and_description(verb: str) -> None:
+    assert usage(verb).startswith(verb)
+    assert description(verb)
+    assert parse(f"help {verb}") == Help(verb)
+
+
+def test_help_lists_every_verb() -> None:
+    text = format_help()
+    for verb in VERBS:
+        assert f"\n  {usage(verb)}" in text
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_help_for_one_verb_shows_its_usage_and_description(verb: str) -> None:
+    assert format_help(verb) == f"usage: {usage(verb)}\n{description(verb)}"
+
+
+def test_help_verb_given_as_an_option_is_checked() -> None:
+    try:
+        command = parse("help --verb nosuch")
+    except UsageError:
+        return
+    assert isinstance(command, Help)
+    format_help(command.verb)
+
+
+def test_extra_argument_to_help_names_the_extra_word() -> None:
+    with pytest.raises(UsageError, match="unexpected argument 'extra'"):
+        parse("help deploy extra")
