@@ -47,6 +47,7 @@ class HandService:
     port: int
     ecr_repository: str
     default_branch: str
+    repository_uri: str
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,12 @@ DEPLOYMENT_CONFIGURATION = {
 }
 
 
-def hand_config(settings: Settings, seeded: sandbox.Seeded) -> HandConfig:
+def hand_config(settings: Settings, seeded: sandbox.Seeded, aws: AwsClients) -> HandConfig:
     """The constants a hand-written script would hard-code (read once, outside the timing)."""
+    uris = {
+        r["repositoryName"]: r["repositoryUri"]
+        for r in aws.ecr.describe_repositories()["repositories"]
+    }
     return HandConfig(
         cluster=settings.cluster,
         subnets=list(settings.subnets),
@@ -88,6 +93,7 @@ def hand_config(settings: Settings, seeded: sandbox.Seeded) -> HandConfig:
                 s.port,
                 s.ecr_repository or "",
                 s.default_branch,
+                uris[s.ecr_repository or ""],
             )
             for s in settings.apps[APP].services
         ],
@@ -97,10 +103,14 @@ def hand_config(settings: Settings, seeded: sandbox.Seeded) -> HandConfig:
 
 
 def hand_find_image(
-    aws: AwsClients, repo: str, branch: str, sha: str | None
+    aws: AwsClients,
+    svc: HandService,
+    branch: str,
+    sha: str | None,
+    listed: dict[str, list[dict[str, Any]]],
 ) -> tuple[str, str] | None:
     """(``uri@digest``, commit) of the branch's image (the given commit, else the newest)."""
-    uri = aws.ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]["repositoryUri"]
+    repo, uri = svc.ecr_repository, svc.repository_uri
     tag_branch = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch).strip("-.")
     if sha:
         try:
@@ -114,9 +124,11 @@ def hand_find_image(
         return f"{uri}@{detail['imageDigest']}", sha
     pattern = re.compile(re.escape(tag_branch) + "-([0-9a-f]{7})")
     newest: tuple[Any, str, str] | None = None
-    for detail in aws.ecr.describe_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})[
-        "imageDetails"
-    ]:
+    if repo not in listed:
+        listed[repo] = aws.ecr.describe_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})[
+            "imageDetails"
+        ]
+    for detail in listed[repo]:
         for tag in detail.get("imageTags", []):
             match = pattern.fullmatch(tag)
             if match and (newest is None or detail["imagePushedAt"] > newest[0]):
@@ -129,12 +141,13 @@ def hand_deploy(aws: AwsClients, cfg: HandConfig, env: str, branch: str, sha: st
     url = f"https://{env}.{cfg.domain}"
     tags = {"revieee:app": APP, "revieee:env": env, "revieee:branch": branch}
     images: dict[str, tuple[str, str, str]] = {}
+    listed: dict[str, list[dict[str, Any]]] = {}
     for svc in cfg.services:
-        found = hand_find_image(aws, svc.ecr_repository, branch, sha)
+        found = hand_find_image(aws, svc, branch, sha, listed)
         used = branch
         if found is None:  # this repository has no such branch: run its default branch
             used = svc.default_branch
-            found = hand_find_image(aws, svc.ecr_repository, used, None)
+            found = hand_find_image(aws, svc, used, None, listed)
         if found is None:
             raise RuntimeError(f"no image for {svc.name}")
         images[svc.name] = (found[0], used, found[1])
@@ -146,6 +159,12 @@ def hand_deploy(aws: AwsClients, cfg: HandConfig, env: str, branch: str, sha: st
             f"http://{hosts[svc.name]}:{svc.port}"
         )
     names = []
+    cloud_map = {
+        s["Name"]: s
+        for s in aws.servicediscovery.list_services(
+            Filters=[{"Name": "NAMESPACE_ID", "Values": [cfg.namespace_id], "Condition": "EQ"}]
+        )["Services"]
+    }
     for svc in cfg.services:
         image, used, commit = images[svc.name]
         template = aws.ecs.describe_task_definition(taskDefinition=svc.task_definition)[
@@ -174,10 +193,7 @@ def hand_deploy(aws: AwsClients, cfg: HandConfig, env: str, branch: str, sha: st
         )["taskDefinition"]["taskDefinitionArn"]
 
         cm_name = f"{svc.name}.{env}"
-        listed = aws.servicediscovery.list_services(
-            Filters=[{"Name": "NAMESPACE_ID", "Values": [cfg.namespace_id], "Condition": "EQ"}]
-        )["Services"]
-        cm = next((s for s in listed if s["Name"] == cm_name), None)
+        cm = cloud_map.get(cm_name)
         if cm is None:
             cm = aws.servicediscovery.create_service(
                 Name=cm_name,
@@ -408,13 +424,13 @@ def main() -> None:
             hand_aws = build_clients(settings.aws_retry_mode, settings.aws_max_attempts)
             counters = (CallCounter(rv_aws), CallCounter(hand_aws))
             runtime = build(settings, clients=rv_aws)
-            cfg = hand_config(settings, seeded)
+            cfg = hand_config(settings, seeded, setup)
             print(f"moto server {box.endpoint}; app {APP!r}: web (branch image) + api (main)")
             print(f"warm-up {args.warmup} round(s), then {args.rounds} rounds, order alternating")
             print(
-                "the hand-written side mirrors revieee's calls one for one, including the\n"
-                "repeated ECR look-up of the service that falls back to main "
-                "(see bench_calls.py)\n"
+                "the hand-written side mirrors revieee's calls one for one: one image listing\n"
+                "per repository and one Cloud Map listing per deploy, repository URIs and the\n"
+                "namespace known in advance (see bench_calls.py)\n"
             )
             try:
                 for i in range(args.warmup + args.rounds):
