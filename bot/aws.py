@@ -38,10 +38,12 @@ def build_clients(
     max_attempts: int = 8,
     session: boto3.session.Session | None = None,
 ) -> AwsClients:
-    """Build every AWS client once; called by the composition root, never at import time."""
+    """Build every AWS client once; called by the composition root, never at import time.
+
+    ``max_attempts`` counts every attempt of a call, the first one included."""
     session = session or boto3.session.Session()
     config = Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},  # type: ignore[arg-type]
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},  # type: ignore[arg-type]
         user_agent_extra="revieee",
         connect_timeout=10,
         read_timeout=60,

@@ -98,8 +98,8 @@ def test_throttling_that_never_ends_fails_after_the_retry_budget(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
     settings = sandbox_settings(seeded, str(tmp_path / "db.sqlite"), aws_retry_mode="standard")
-    # botocore's max_attempts counts retries, not the first try: 1 + 2 requests in all
-    rt = build(settings, clients=build_clients("standard", 2))
+    # three attempts in all, the first one included
+    rt = build(settings, clients=build_clients("standard", 3))
     proxy.faults.append(
         Fault(
             "ListServices", 400, "ThrottlingException", "Rate exceeded", -1, target_prefix=CLOUD_MAP

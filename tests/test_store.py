@@ -24,6 +24,33 @@ def test_new_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     assert again.schema_version == SCHEMA_VERSION
 
 
+def test_older_database_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from bot.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    MIGRATIONS[0](old)  # a database as the first release left it
+    old.conn.execute("pragma user_version = 1")
+    old.table("environments").insert(
+        {
+            "name": "web-a",
+            "app": "web",
+            "branch": "a",
+            "status": "running",
+            "created_at": "2026-01-01T00:00:00.000+00:00",
+            "updated_at": "x",
+        }
+    )
+    old.conn.commit()
+    old.close()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert "idx_environments_created" in {i.name for i in store.db.table("environments").indexes}
+    assert store.get_env("web-a")["status"] == "running"  # type: ignore[index]
+
+
 def test_database_from_a_newer_revieee_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "revieee.db"
     Store(path).close()
