@@ -264,7 +264,8 @@ class Store:
         where: list[str] = []
         args: list[Any] = []
         if not include_stopped:
-            where.append(f"status in ({', '.join('?' * len(ENV_ACTIVE))})")
+            # "+status": filter rows but walk the age index, so no sort of every row is needed
+            where.append(f"+status in ({', '.join('?' * len(ENV_ACTIVE))})")
             args.extend(ENV_ACTIVE)
         if app:
             where.append("app = ?")
@@ -273,8 +274,7 @@ class Store:
             where.append("owner = ?")
             args.append(owner)
         sql = (
-            "select name, app, branch, status, url, owner, sha, created_at, updated_at, "
-            "expires_at, error from environments"
+            "select name, app, branch, status, url, owner, created_at, expires_at from environments"
         )
         if where:
             sql += " where " + " and ".join(where)
@@ -501,16 +501,5 @@ class Store:
         return cur.rowcount == 1
 
 
-_LIST_COLUMNS = (
-    "name",
-    "app",
-    "branch",
-    "status",
-    "url",
-    "owner",
-    "sha",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "error",
-)
+# What a listing needs (get_env has every column).
+_LIST_COLUMNS = ("name", "app", "branch", "status", "url", "owner", "created_at", "expires_at")

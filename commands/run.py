@@ -105,11 +105,10 @@ def format_list(rows: list[dict[str, Any]]) -> str:
         )
         for r in rows
     ]
-    widths = [min(max(len(row[i]) for row in table), 48) for i in range(len(header) - 1)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        for row in table
-    ]
+    columns = list(zip(*table, strict=True))[:-1]
+    widths = [min(max(map(len, column)), 48) for column in columns]
+    line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    lines = [line.format(*row) for row in table]
     lines.append(f"{len(rows)} environment(s)")
     return "\n".join(lines)
 
