@@ -396,12 +396,6 @@ class Store:
             [status, error, now_iso(), op_id],
         )
 
-    def update_params(self, op_id: int, params: dict[str, Any]) -> None:
-        self.db.conn.execute(
-            "update operations set params = ? where id = ?",
-            [json.dumps(params, sort_keys=True), op_id],
-        )
-
     def operations(self, status: str | None = None, env: str | None = None) -> list[Operation]:
         where: list[str] = []
         args: list[Any] = []
