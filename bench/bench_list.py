@@ -28,7 +28,7 @@ from bot.naming import env_name
 from bot.review import ReviewApps
 from bot.store import Store
 from commands.parser import parse
-from commands.run import Reply, format_list, run
+from commands.run import Caller, Reply, format_list, run
 
 GOAL_MS = 100.0
 APPS = ("shop", "blog", "admin", "docs")
@@ -142,7 +142,7 @@ def main() -> None:
         owner = "U0007"
 
         def command(line: str, actor: str | None = owner) -> Callable[[], Reply]:
-            return lambda: run(parse(line), apps, actor, "cli")
+            return lambda: run(parse(line), apps, Caller(actor, "cli"))
 
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("Store.list_envs()", lambda: store.list_envs()),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, load_settings
 from commands.parser import UsageError, parse_words
-from commands.run import Reply, format_help, run
+from commands.run import Caller, Reply, format_help, run
 from commands.verbs import VERBS, Command
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _run_verb(settings: Settings, command: Command) -> int:
 
 def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
     """Run one command in this process, printing what a user sees; returns the exit code."""
-    reply: Reply = run(command, runtime.apps, actor=actor, source="cli")
+    reply: Reply = run(command, runtime.apps, Caller(actor, "cli"))
     print(reply.text)
     if not reply.ok:
         return 1

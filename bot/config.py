@@ -90,6 +90,10 @@ class AppConfig:
     name: str
     services: tuple[ServiceConfig, ...]
     channel: str | None = None
+    deployers: tuple[str, ...] = ()
+    stoppers: tuple[str, ...] = ()
+    admins: tuple[str, ...] = ()
+    anyone_can_stop: bool = False
 
     @property
     def public_service(self) -> ServiceConfig:
@@ -123,6 +127,9 @@ class Settings:
     aws_max_attempts: int = 8
     desired_count: int = 1
     log_level: str = "info"
+    stop_reactions: tuple[str, ...] = ("octagonal_sign",)
+    keep_hours: int = 24
+    admins: tuple[str, ...] = ()
 
     def app(self, name: str | None) -> AppConfig:
         """The named app, or the default one; KeyError with the known names otherwise."""
@@ -253,6 +260,41 @@ def _template(allowed: set[str], example: str) -> Parser:
     return parse
 
 
+def _slack_ids(key: str, value: Any) -> tuple[str, ...]:
+    """Slack user ids (U..., W...) and user-group ids (S...)."""
+    example = f'{key} = ["U012AB3CD", "S0614TZR7"]   # users and user groups'
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(
+            key, f"must be a list of Slack user or user-group ids (got {value!r})", example
+        )
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[UWS][A-Z0-9]{2,}", item):
+            raise ConfigError(
+                key,
+                f"{item!r} is not a Slack user id (U..., W...) or user-group "
+                "id (S...); find ids in a profile's or group's menu",
+                example,
+            )
+    return tuple(value)
+
+
+def _emoji_list(key: str, value: Any) -> tuple[str, ...]:
+    example = f'{key} = ["octagonal_sign", "no_entry"]'
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, f"must be a non-empty list of emoji names (got {value!r})", example)
+    names = []
+    for item in value:
+        name = item.strip(":") if isinstance(item, str) else item
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_+'-]+", name):
+            raise ConfigError(key, f"{item!r} is not an emoji name", example)
+        names.append(name)
+    return tuple(names)
+
+
 def _capacity(key: str, value: Any) -> tuple[CapacityProvider, ...]:
     example = f'{key} = "FARGATE_SPOT"   # or "FARGATE", or "FARGATE_SPOT:3,FARGATE:1:1"'
     if not isinstance(value, str) or not value.strip():
@@ -319,9 +361,16 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "aws_max_attempts": (_int(1, 20), False, "aws_max_attempts = 8"),
     "desired_count": (_int(1, 10), False, "desired_count = 1"),
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
+    "stop_reactions": (_emoji_list, False, 'stop_reactions = ["octagonal_sign"]'),
+    "keep_hours": (_int(1, 720), False, "keep_hours = 24"),
+    "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
 }
 APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "channel": (_str, False, 'channel = "#shop-reviews"'),
+    "deployers": (_slack_ids, False, 'deployers = ["S0614TZR7"]   # empty: anyone'),
+    "stoppers": (_slack_ids, False, 'stoppers = ["U012AB3CD"]'),
+    "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
+    "anyone_can_stop": (_bool, False, "anyone_can_stop = false"),
 }
 SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "repository": (_str, True, 'repository = "acme/shop-web"'),

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
@@ -75,8 +75,11 @@ class ReviewApps:
         requested_by: str | None = None,
         source: str = "cli",
         wait: bool = True,
+        context: dict[str, Any] | None = None,
     ) -> Requested:
-        """Persist a deploy of ``branch``; the environment is created or redeployed."""
+        """Persist a deploy of ``branch``; the environment is created or redeployed.
+
+        ``context`` (e.g. the Slack channel and response URL) travels with the operation."""
         try:
             app_cfg = self.settings.app(app)
         except KeyError as exc:
@@ -97,7 +100,7 @@ class ReviewApps:
         if fresh:
             fields.update(status="queued", owner=requested_by, error=None)
         self.store.upsert_env(name, **fields)
-        params = {"sha": sha, "wait": wait}
+        params = {**(context or {}), "sha": sha, "wait": wait}
         op, superseded = self.store.enqueue(
             "deploy", name, app_cfg.name, branch, params, requested_by, source
         )
@@ -115,7 +118,12 @@ class ReviewApps:
         return Requested(op, name, url, superseded)
 
     def request_stop(
-        self, env: str, *, requested_by: str | None = None, source: str = "cli"
+        self,
+        env: str,
+        *,
+        requested_by: str | None = None,
+        source: str = "cli",
+        context: dict[str, Any] | None = None,
     ) -> Requested:
         """Persist a stop of the environment named ``env``."""
         row = self.find_env(env)
@@ -123,7 +131,13 @@ class ReviewApps:
             "it was already stopped; checking nothing is left" if row["status"] == "stopped" else ""
         )
         op, superseded = self.store.enqueue(
-            "stop", row["name"], row["app"], row["branch"], {}, requested_by, source
+            "stop",
+            row["name"],
+            row["app"],
+            row["branch"],
+            dict(context or {}),
+            requested_by,
+            source,
         )
         self.store.audit(
             "stop requested",
@@ -135,6 +149,21 @@ class ReviewApps:
         )
         self._enqueued(op)
         return Requested(op, row["name"], row["url"], superseded, note)
+
+    def keep(self, env: str, *, requested_by: str | None = None, source: str = "cli") -> str:
+        """Extend the environment's expiry by ``keep_hours`` (from now, or from its current
+        expiry if that is later); returns the new expiry (ISO 8601, UTC)."""
+        row = self.find_env(env)
+        if row["status"] == "stopped":
+            raise RequestError(f"{row['name']} is stopped; deploy it again instead")
+        now = datetime.now(UTC)
+        current = datetime.fromisoformat(row["expires_at"]) if row.get("expires_at") else now
+        expires = (max(current, now) + timedelta(hours=self.settings.keep_hours)).isoformat(
+            timespec="seconds"
+        )
+        self.store.upsert_env(row["name"], expires_at=expires, last_activity_at=now.isoformat())
+        self.store.audit("kept", requested_by, row["name"], source, expires_at=expires)
+        return expires
 
     def _enqueued(self, op: Operation) -> None:
         log.info("operation queued op=%s kind=%s env=%s", op.id, op.kind, op.env)

@@ -127,6 +127,8 @@ def _migration_2(db: sqlite_utils.Database) -> None:
         "create index if not exists idx_environments_created "
         "on environments (created_at desc, name)"
     )
+    # reactions find their environment by the message they were added to
+    db.table("messages").create_index(["channel", "ts"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
@@ -459,6 +461,13 @@ class Store:
     def get_message(self, env: str, kind: str) -> dict[str, Any] | None:
         rows = list(self.db.query("select * from messages where env = ? and kind = ?", [env, kind]))
         return rows[0] if rows else None
+
+    def env_for_message(self, channel: str, ts: str) -> str | None:
+        """The environment whose notification is the message (channel, ts), if any."""
+        row = self.db.conn.execute(
+            "select env from messages where channel = ? and ts = ?", [channel, ts]
+        ).fetchone()
+        return row[0] if row else None
 
     def audit(
         self,

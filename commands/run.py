@@ -10,9 +10,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.authz import Authorizer
 from bot.review import RequestError, ReviewApps
 from bot.store import Operation
-from commands.verbs import VERBS, Command, Deploy, Help, List, Status, Stop, description, usage
+from commands.verbs import (
+    VERBS,
+    Command,
+    Deploy,
+    Help,
+    Keep,
+    List,
+    Status,
+    Stop,
+    description,
+    usage,
+)
 
 
 @dataclass
@@ -23,16 +35,42 @@ class Reply:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def run(cmd: Command, apps: ReviewApps, actor: str | None, source: str) -> Reply:
+@dataclass(frozen=True)
+class Caller:
+    """Who runs a command, from where. ``authz`` is checked for every verb that changes
+    something (the terminal, whose user already holds the AWS credentials, passes none);
+    ``context`` travels with the operation (e.g. the Slack channel to report to)."""
+
+    actor: str | None
+    source: str
+    authz: Authorizer | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
     try:
-        return _run(cmd, apps, actor, source)
+        return _run(cmd, apps, caller)
     except RequestError as exc:
         return Reply(str(exc), ok=False)
 
 
-def _run(cmd: Command, apps: ReviewApps, actor: str | None, source: str) -> Reply:
+def _refused(caller: Caller, apps: ReviewApps, action: str, env: str, reason: str) -> Reply:
+    apps.store.audit("refused", caller.actor, env, caller.source, verb=action, reason=reason)
+    return Reply(f"not allowed: {reason}", ok=False, data={"refused": True})
+
+
+def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
+    actor, source, authz = caller.actor, caller.source, caller.authz
     match cmd:
         case Deploy(branch=branch, app=app, sha=sha, wait=wait):
+            if authz is not None:
+                try:
+                    app_cfg = apps.settings.app(app)
+                except KeyError as exc:
+                    return Reply(str(exc.args[0]), ok=False)
+                decision = authz.can_deploy(actor, app_cfg)
+                if not decision.allowed:
+                    return _refused(caller, apps, "deploy", branch, decision.reason)
             req = apps.request_deploy(
                 branch,
                 app,
@@ -40,6 +78,7 @@ def _run(cmd: Command, apps: ReviewApps, actor: str | None, source: str) -> Repl
                 requested_by=actor,
                 source=source,
                 wait=wait or source != "cli",
+                context=caller.context,
             )
             text = (
                 f"queued deploy of {branch} as {req.env} ({req.url}), operation {req.operation.id}"
@@ -49,21 +88,35 @@ def _run(cmd: Command, apps: ReviewApps, actor: str | None, source: str) -> Repl
             return Reply(text, operation=req.operation, data={"env": req.env, "url": req.url})
         case Stop(env=env, app=app):
             row = apps.find_env(env, app)
-            req = apps.request_stop(row["name"], requested_by=actor, source=source)
+            if authz is not None:
+                decision = authz.can_stop(actor, row)
+                if not decision.allowed:
+                    return _refused(caller, apps, "stop", row["name"], decision.reason)
+            req = apps.request_stop(
+                row["name"], requested_by=actor, source=source, context=caller.context
+            )
             text = f"queued stop of {req.env}, operation {req.operation.id}"
             if req.note:
                 text += f" ({req.note})"
             return Reply(text, operation=req.operation, data={"env": req.env})
+        case Keep(env=env, app=app):
+            row = apps.find_env(env, app)
+            if authz is not None:
+                decision = authz.can_stop(actor, row, verb="keep")
+                if not decision.allowed:
+                    return _refused(caller, apps, "keep", row["name"], decision.reason)
+            expires = apps.keep(row["name"], requested_by=actor, source=source)
+            return Reply(f"{row['name']} is kept until {expires}", data={"env": row["name"]})
         case List(mine=mine, app=app, all=everything):
             if mine and not actor:
                 return Reply("--mine needs to know who you are", ok=False)
             rows = apps.list_envs(
                 app=app, owner=actor if mine else None, include_stopped=everything
             )
-            return Reply(format_list(rows), data={"count": len(rows)})
+            return Reply(format_list(rows), data={"count": len(rows), "rows": rows})
         case Status(env=env, app=app):
             row = apps.find_env(env, app)
-            return Reply(format_status(apps.status(row["name"])))
+            return Reply(format_status(apps.status(row["name"])), data={"env": row["name"]})
         case Help(verb=verb):
             return Reply(format_help(verb))
     raise AssertionError(f"unhandled command {cmd!r}")  # pragma: no cover

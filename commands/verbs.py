@@ -52,6 +52,15 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Keep:
+    """keep ENV [--app APP]
+    Keep the environment ENV longer: its expiry moves `keep_hours` later."""
+
+    env: str
+    app: str | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     """help [VERB]
     Show what revieee can do, or the details of one verb."""
@@ -59,13 +68,14 @@ class Help:
     verb: str | None = field(default=None, metadata={"positional": True})
 
 
-Command = Deploy | Stop | List | Status | Help
+Command = Deploy | Stop | List | Status | Keep | Help
 
 VERBS: dict[str, type[Command]] = {
     "deploy": Deploy,
     "stop": Stop,
     "list": List,
     "status": Status,
+    "keep": Keep,
     "help": Help,
 }
 

@@ -1,0 +1,296 @@
+"""Block Kit for every message revieee shows in Slack. Pure functions of their inputs (the time
+included), so each phase has a golden file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+Blocks = list[dict[str, Any]]
+
+MAX_BLOCKS = 50  # a message's limit
+MAX_HOME_BLOCKS = 100  # a Home tab's limit
+MAX_TEXT = 3000  # a section's text limit
+
+PHASES = {
+    "queued": (":hourglass_flowing_sand:", "Queued"),
+    "building": (":package:", "Resolving image"),
+    "deploying": (":rocket:", "Deploying"),
+    "ready": (":white_check_mark:", "Ready"),
+    "failed": (":x:", "Failed"),
+    "stopping": (":octagonal_sign:", "Stopping"),
+    "stopped": (":black_square_for_stop:", "Stopped"),
+}
+ACTION_REDEPLOY = "revieee_redeploy"
+ACTION_STOP = "revieee_stop"
+ACTION_KEEP = "revieee_keep"
+ACTION_OPEN = "revieee_open"
+
+
+@dataclass(frozen=True)
+class DeployView:
+    """What the deploy message of one environment shows."""
+
+    env: str
+    app: str
+    branch: str
+    url: str
+    phase: str
+    sha: str | None = None
+    requested_by: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str | None = None
+    serving: bool = False  # a failed redeploy: the previous version still serves
+    stopped_by: str | None = None
+    stopped_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+def who(user: str | None) -> str:
+    """A Slack mention for Slack user ids, the name as is for anyone else."""
+    if not user:
+        return "someone"
+    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
+        return f"<@{user}>"
+    return user
+
+
+def elapsed(start: datetime | None, end: datetime) -> str:
+    if start is None:
+        return "-"
+    seconds = max(int((end - start).total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    """Slack's date formatting (shown in each reader's time zone), with a UTC fallback."""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>"
+
+
+def _truncate(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _button(
+    text: str,
+    action: str,
+    value: str,
+    style: str | None = None,
+    url: str | None = None,
+    confirm: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action,
+        "value": value,
+        "text": {"type": "plain_text", "text": text},
+    }
+    if style:
+        button["style"] = style
+    if url:
+        button["url"] = url
+    if confirm:
+        button["confirm"] = confirm
+    return button
+
+
+def _stop_confirm(env: str) -> dict[str, Any]:
+    return {
+        "title": {"type": "plain_text", "text": "Stop this environment?"},
+        "text": {"type": "mrkdwn", "text": f"`{env}` and its AWS resources will be removed."},
+        "confirm": {"type": "plain_text", "text": "Stop it"},
+        "deny": {"type": "plain_text", "text": "Keep it running"},
+    }
+
+
+def env_buttons(env: str, url: str, phase: str) -> dict[str, Any]:
+    elements = []
+    if phase == "ready":
+        elements.append(_button("Open", ACTION_OPEN, env, style="primary", url=url))
+    elements.append(_button("Redeploy", ACTION_REDEPLOY, env))
+    if phase not in ("stopped", "stopping"):
+        elements.append(
+            _button("Stop", ACTION_STOP, env, style="danger", confirm=_stop_confirm(env))
+        )
+        elements.append(_button("Keep", ACTION_KEEP, env))
+    return {"type": "actions", "block_id": f"env:{env}", "elements": elements}
+
+
+def deploy_message(
+    view: DeployView, now: datetime, stop_reaction: str = "octagonal_sign"
+) -> tuple[str, Blocks]:
+    """(fallback text, blocks) of an environment's deploy message in its current phase."""
+    emoji, label = PHASES[view.phase]
+    if view.phase == "failed" and view.serving:
+        label = "Redeploy failed (previous version still serving)"
+    title = f"<{view.url}|{view.env}>" if view.phase == "ready" else f"`{view.env}`"
+    text = f"{emoji} {view.env}: {label}"
+    end = view.finished_at or now
+    fields = [
+        f"*Branch*\n`{view.branch}`",
+        f"*Commit*\n`{view.sha[:7]}`" if view.sha else "*Commit*\n-",
+        f"*App*\n{view.app}",
+        f"*Requested by*\n{who(view.requested_by)}",
+        f"*Elapsed*\n{elapsed(view.started_at, end)}",
+    ]
+    if view.expires_at and view.phase not in ("stopped", "stopping"):
+        fields.append(f"*Expires*\n{slack_date(view.expires_at)}")
+    blocks: Blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{label}*  {title}"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    if view.phase == "ready":
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f":link: <{view.url}>"}}
+        )
+    if view.phase == "failed" and view.reason:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _truncate(f"*Why:* {view.reason}")},
+            }
+        )
+    if view.phase == "stopped":
+        at = slack_date(view.stopped_at) if view.stopped_at else "-"
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"Stopped by {who(view.stopped_by)} at {at}"}
+                ],
+            }
+        )
+    blocks.append(env_buttons(view.env, view.url, view.phase))
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"Details in the thread. React with :{stop_reaction}: to stop it.",
+                }
+            ],
+        }
+    )
+    return text, blocks
+
+
+def _env_line(row: dict[str, Any], now: datetime) -> str:
+    created = datetime.fromisoformat(row["created_at"]) if row.get("created_at") else None
+    url = f"<{row['url']}|{row['name']}>" if row.get("url") else f"`{row['name']}`"
+    line = (
+        f"{PHASE_OF_STATUS.get(row['status'], '')} {url}  `{row['branch']}`  "
+        f"{row['status']}, {who(row.get('owner'))}, up {elapsed(created, now)}"
+    )
+    if row.get("expires_at"):
+        line += f", expires {slack_date(datetime.fromisoformat(row['expires_at']))}"
+    return line
+
+
+PHASE_OF_STATUS = {
+    "queued": PHASES["queued"][0],
+    "deploying": PHASES["deploying"][0],
+    "running": PHASES["ready"][0],
+    "failed": PHASES["failed"][0],
+    "stopping": PHASES["stopping"][0],
+    "stopped": PHASES["stopped"][0],
+}
+
+
+def list_blocks(
+    rows: list[dict[str, Any]], now: datetime, title: str = "Environments"
+) -> tuple[str, Blocks]:
+    """A listing that always fits Slack's limits: a line per environment, packed into sections
+    of at most 3,000 characters and at most 50 blocks; past that, a count of the rest."""
+    text = f"{title}: {len(rows)}"
+    blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    if not rows:
+        blocks[0]["text"]["text"] = f"*{title}:* none"
+        return f"{title}: none", blocks
+    sections: list[list[str]] = []
+    chunk: list[str] = []
+    size = 0
+    budget = MAX_BLOCKS - 2  # the title and a possible "and N more" line
+    for row in rows:
+        line = _truncate(_env_line(row, now), 500)
+        if chunk and size + len(line) + 1 > MAX_TEXT:
+            sections.append(chunk)
+            chunk, size = [], 0
+            if len(sections) == budget:
+                break
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        sections.append(chunk)
+    blocks += [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
+        for lines in sections
+    ]
+    shown = sum(len(lines) for lines in sections)
+    if shown < len(rows):
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"… and {len(rows) - shown} more: narrow it with `--mine` "
+                        "or `--app APP`.",
+                    }
+                ],
+            }
+        )
+    return text, blocks
+
+
+def home_view(
+    mine: list[dict[str, Any]], running: list[dict[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """The App Home tab: the viewer's environments (with Stop/Keep) and all running ones."""
+    blocks: Blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Your review environments"}},
+    ]
+    budget = MAX_HOME_BLOCKS - 6
+    if not mine:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "None. Type `/revieee deploy BRANCH` in a channel.",
+                },
+            }
+        )
+    for row in mine:
+        if len(blocks) >= budget // 2:
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [
+                        {
+                            "type": "mrkdwn",
+                            "text": f"… and {len(mine) - (len(blocks) - 1) // 2} more",
+                        }
+                    ],
+                }
+            )
+            break
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(_env_line(row, now))}}
+        )
+        phase = "ready" if row["status"] == "running" else row["status"]
+        blocks.append(env_buttons(row["name"], row.get("url") or "", phase))
+    blocks.append({"type": "divider"})
+    _, listing = list_blocks(running, now, title="All running environments")
+    blocks.extend(listing[: MAX_HOME_BLOCKS - len(blocks) - 1])
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Updated {slack_date(now)}"}]}
+    )
+    return {"type": "home", "blocks": blocks}
