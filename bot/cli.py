@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 EXTRA = {
     "check": "check the configuration and that the cluster, namespace, subnets, security groups, "
     "template task definitions and ECR repositories exist",
+    "serve": "[--host H] [--port P] [--socket-mode]: Slack (and GitHub) front doors, /healthz "
+    "and the worker pool in one process",
     "worker": "run queued operations (and resume interrupted ones) until stopped",
     "demo": "run the whole flow against the built-in AWS sandbox (no AWS account needed)",
 }
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo()
     try:
+        if verb == "serve":
+            return _serve(words[1:], args.config)
         if verb in EXTRA:
             if len(words) > 1:
                 raise UsageError(f"{verb} takes no arguments")
@@ -145,6 +149,32 @@ def _check(settings: Settings) -> int:
         f"AWS: OK (cluster {settings.cluster}, namespace {settings.namespace}, "
         f"{len(settings.subnets)} subnet(s), {len(settings.security_groups)} security group(s))"
     )
+    return 0
+
+
+def _serve(argv: list[str], config: str | None) -> int:
+    from bot.app import build
+    from bot.config import Secrets
+    from bot.server import port_from, serve
+
+    parser = argparse.ArgumentParser(prog="revieee serve", exit_on_error=False)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--socket-mode", action="store_true")
+    try:
+        opts = parser.parse_args(argv)
+    except argparse.ArgumentError as exc:
+        raise UsageError(f"serve: {exc}") from None
+    settings = load_settings(config)
+    port = port_from(opts.port)
+    secrets = Secrets.from_environ()
+    secrets.require("SLACK_BOT_TOKEN")
+    secrets.require("SLACK_APP_TOKEN" if opts.socket_mode else "SLACK_SIGNING_SECRET")
+    logging.getLogger().setLevel(settings.log_level.upper())
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve(build(settings, secrets), secrets, opts.host, port, opts.socket_mode, stop)
     return 0
 
 

@@ -45,6 +45,7 @@ class Caller:
     source: str
     authz: Authorizer | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    fast: bool = False  # answer from the store only: chat front doors must answer at once
 
 
 def run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
@@ -116,7 +117,8 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             return Reply(format_list(rows), data={"count": len(rows), "rows": rows})
         case Status(env=env, app=app):
             row = apps.find_env(env, app)
-            return Reply(format_status(apps.status(row["name"])), data={"env": row["name"]})
+            status = apps.status(row["name"], live=not caller.fast)
+            return Reply(format_status(status), data={"env": row["name"]})
         case Help(verb=verb):
             return Reply(format_help(verb))
     raise AssertionError(f"unhandled command {cmd!r}")  # pragma: no cover

@@ -1,0 +1,225 @@
+"""``revieee serve``: one process, a production WSGI server (waitress), the operation pool.
+
+Routes: ``POST /slack/events`` (slash commands, events, interactivity), ``GET /healthz``.
+Slack requests are signature-checked here, in constant time, before Bolt sees them: forged,
+stale or unsigned requests get 401, signed but malformed bodies 400.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
+
+from bot.app import Runtime
+from bot.config import ConfigError, Secrets
+from bot.slack import bolt_app, slack_authorizer, web_client
+from bot.slack.listeners import SlackContext, register
+from bot.slack.notifier import SlackNotifier
+
+log = logging.getLogger("revieee.server")
+
+DEFAULT_PORT = 3000
+MAX_BODY = 1024 * 1024
+
+StartResponse = Callable[..., Any]
+
+
+def _response(
+    start_response: StartResponse,
+    status: str,
+    body: dict[str, Any] | str,
+    content_type: str = "application/json",
+) -> Iterable[bytes]:
+    data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _well_formed(body: bytes, content_type: str) -> bool:
+    """Slack sends form-encoded commands and interactivity (``payload=<json>``), JSON events."""
+    try:
+        text = body.decode("utf-8")
+        if content_type.startswith("application/json"):
+            return isinstance(json.loads(text), dict)
+        form = parse_qs(text, strict_parsing=True)
+        if "payload" in form:
+            return isinstance(json.loads(form["payload"][0]), dict)
+        return "command" in form
+    except (UnicodeDecodeError, ValueError):
+        return False
+
+
+@dataclass
+class WebApp:
+    """The WSGI application."""
+
+    runtime: Runtime
+    signing_secret: str
+    slack: SlackRequestHandler | None
+    routes: dict[tuple[str, str], Callable[..., Iterable[bytes]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.verifier = SignatureVerifier(self.signing_secret)
+        self.routes[("GET", "/healthz")] = self._health
+        if self.slack is not None:
+            self.routes[("POST", "/slack/events")] = self._slack
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        route = self.routes.get((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
+        if route is None:
+            return _response(start_response, "404 Not Found", {"ok": False, "error": "not found"})
+        try:
+            return route(environ, start_response)
+        except Exception:
+            log.exception("request failed path=%s", environ.get("PATH_INFO"))
+            return _response(
+                start_response,
+                "500 Internal Server Error",
+                {"ok": False, "error": "internal error"},
+            )
+
+    def _health(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            counts = dict(
+                self.runtime.store.db.conn.execute(
+                    "select status, count(*) from operations where status in ('queued', 'running') "
+                    "group by status"
+                ).fetchall()
+            )
+        except Exception as exc:
+            return _response(
+                start_response,
+                "503 Service Unavailable",
+                {"ok": False, "error": f"database: {exc}"},
+            )
+        return _response(
+            start_response,
+            "200 OK",
+            {"ok": True, "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
+        )
+
+    def _slack(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY:
+            return _response(start_response, "413 Payload Too Large", {"ok": False})
+        body = environ["wsgi.input"].read(length) if length else b""
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        try:
+            valid = self.verifier.is_valid(
+                body=body.decode("utf-8", "replace"), timestamp=timestamp, signature=signature
+            )
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:  # constant-time comparison inside SignatureVerifier (hmac.compare_digest)
+            return _response(
+                start_response, "401 Unauthorized", {"ok": False, "error": "invalid signature"}
+            )
+        if not _well_formed(body, environ.get("CONTENT_TYPE", "")):
+            return _response(
+                start_response, "400 Bad Request", {"ok": False, "error": "malformed body"}
+            )
+        environ["wsgi.input"] = io.BytesIO(body)
+        assert self.slack is not None
+        return self.slack(environ, start_response)
+
+
+@dataclass
+class Serving:
+    """Everything ``revieee serve`` runs, for the CLI and for tests."""
+
+    app: WebApp
+    notifier: SlackNotifier | None
+    bolt: Any
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
+
+
+def build_serving(
+    runtime: Runtime, secrets: Secrets, slack_api_url: str | None = None, socket_mode: bool = False
+) -> Serving:
+    """Wire the Slack app, the notifier and the WSGI app on top of a runtime."""
+    token = secrets.require("SLACK_BOT_TOKEN")
+    signing_secret = "" if socket_mode else secrets.require("SLACK_SIGNING_SECRET")
+    if socket_mode:
+        secrets.require("SLACK_APP_TOKEN")
+    client = web_client(token, slack_api_url)
+    notifier = SlackNotifier(client, runtime.store, runtime.settings)
+    runtime.apps.listeners.append(notifier.on_step)
+    bolt = bolt_app(client, signing_secret or "socket-mode")
+    register(
+        bolt,
+        SlackContext(
+            runtime.apps, runtime.store, slack_authorizer(runtime.settings, client), notifier
+        ),
+    )
+    handler = None if socket_mode else SlackRequestHandler(bolt)
+    return Serving(WebApp(runtime, signing_secret or "unused", handler), notifier, bolt)
+
+
+def serve(
+    runtime: Runtime,
+    secrets: Secrets,
+    host: str,
+    port: int,
+    socket_mode: bool,
+    stop: threading.Event,
+) -> None:
+    """Run until ``stop`` is set, then drain running operations."""
+    from waitress import create_server
+
+    serving = build_serving(runtime, secrets, os.environ.get("REVIEEE_SLACK_API_URL"), socket_mode)
+    server = create_server(
+        serving.app,
+        host=host,
+        port=port,
+        threads=8,
+        ident="revieee",
+        clear_untrusted_proxy_headers=True,
+    )
+    thread = threading.Thread(target=server.run, name="revieee-http", daemon=True)
+    runtime.runner.start()
+    thread.start()
+    socket_handler = None
+    if socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        socket_handler = SocketModeHandler(serving.bolt, secrets.require("SLACK_APP_TOKEN"))
+        socket_handler.connect()
+    print(
+        f"revieee serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
+        f"({'socket mode' if socket_mode else '/slack/events'}, /healthz)",
+        flush=True,
+    )
+    stop.wait()
+    print("revieee stopping: draining running operations", flush=True)
+    if socket_handler is not None:
+        socket_handler.close()
+    server.close()
+    runtime.close()
+    serving.close()
+
+
+def port_from(cli_port: int | None) -> int:
+    if cli_port:
+        return cli_port
+    raw = os.environ.get("REVIEEE_PORT")
+    if raw is None:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(
+            "REVIEEE_PORT", f"must be a port number (got {raw!r})", "REVIEEE_PORT=3000"
+        )
+    return int(raw)

@@ -1,0 +1,152 @@
+"""A small local Slack Web API server speaking the real wire format: form or JSON bodies in,
+``{"ok": ...}`` JSON out, 429 with ``Retry-After`` when asked to. It records every call, and
+also accepts posts to response URLs (``/response/<id>``) the way Slack's hooks do."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class FakeSlack:
+    calls: list[Call] = field(default_factory=list)
+    responses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # response URLs
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    rate_limits: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    served_429: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Condition()
+        self._ts = itertools.count(1)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/response/"):
+                    with fake._lock:
+                        fake.responses.append((self.path, json.loads(raw or b"{}")))
+                        fake._lock.notify_all()
+                    self._send(200, b"ok", "text/plain")
+                    return
+                method = self.path.removeprefix("/api/").split("?")[0]
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    args = json.loads(raw or b"{}")
+                else:
+                    args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                    for key in ("blocks", "view"):
+                        if isinstance(args.get(key), str):
+                            args[key] = json.loads(args[key])
+                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ") or None
+                status, body, headers = fake._answer(method, args, token)
+                self._send(status, json.dumps(body).encode(), "application/json", headers)
+
+            def _send(
+                self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.api_url = self.url + "/api/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- behaviour ----------------------------------------------------------------------------
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` answer ``{"ok": false, "error": error}``."""
+        self.errors[method] += [error] * times
+
+    def rate_limit(self, method: str, retry_after: int = 1, times: int = 1) -> None:
+        self.rate_limits[method] += [retry_after] * times
+
+    def response_url(self, name: str = "1") -> str:
+        return f"{self.url}/response/{name}"
+
+    @staticmethod
+    def channel_id(channel: str) -> str:
+        if not channel.startswith("#"):
+            return channel
+        return "C" + hashlib.sha1(channel.encode()).hexdigest()[:8].upper()
+
+    def _answer(
+        self, method: str, args: dict[str, Any], token: str | None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            if self.rate_limits.get(method):
+                retry_after = self.rate_limits[method].pop(0)
+                self.served_429 += 1
+                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+            self.calls.append(Call(method, args, token))
+            self._lock.notify_all()
+            if self.errors.get(method):
+                return 200, {"ok": False, "error": self.errors[method].pop(0)}, {}
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        channel = self.channel_id(str(args.get("channel", "")))
+        if method == "auth.test":
+            return 200, {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "B1"}, {}
+        if method == "chat.postMessage":
+            message = {"text": args.get("text"), "ts": ts, "blocks": args.get("blocks")}
+            return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}, {}
+        if method == "chat.update":
+            return (
+                200,
+                {"ok": True, "channel": channel, "ts": args.get("ts"), "text": args.get("text")},
+                {},
+            )
+        if method == "chat.postEphemeral":
+            return 200, {"ok": True, "message_ts": ts}, {}
+        if method == "views.publish":
+            return 200, {"ok": True, "view": {"id": "V1", **(args.get("view") or {})}}, {}
+        if method == "usergroups.users.list":
+            return 200, {"ok": True, "users": self.groups.get(str(args.get("usergroup")), [])}, {}
+        return 200, {"ok": True}, {}
+
+    # -- reading what happened ------------------------------------------------------------------
+
+    def of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("timed out waiting for the expected Slack calls")
+                self._lock.wait(remaining)
