@@ -22,7 +22,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.app import Runtime
 from bot.config import ConfigError, Secrets
-from bot.slack import bolt_app, slack_authorizer, web_client
+from bot.slack import BotIdentity, bolt_app, slack_authorizer, web_client
 from bot.slack.listeners import SlackContext, register
 from bot.slack.notifier import SlackNotifier
 
@@ -141,8 +141,11 @@ class Serving:
     app: WebApp
     notifier: SlackNotifier | None
     bolt: Any
+    identity: BotIdentity | None = None
 
     def close(self) -> None:
+        if self.identity is not None:
+            self.identity.close()
         if self.notifier is not None:
             self.notifier.close()
 
@@ -158,7 +161,8 @@ def build_serving(
     client = web_client(token, slack_api_url)
     notifier = SlackNotifier(client, runtime.store, runtime.settings)
     runtime.apps.listeners.append(notifier.on_step)
-    bolt = bolt_app(client, signing_secret or "socket-mode")
+    identity = BotIdentity(client, token).start()
+    bolt = bolt_app(client, signing_secret or "socket-mode", identity)
     register(
         bolt,
         SlackContext(
@@ -166,7 +170,7 @@ def build_serving(
         ),
     )
     handler = None if socket_mode else SlackRequestHandler(bolt)
-    return Serving(WebApp(runtime, signing_secret or "unused", handler), notifier, bolt)
+    return Serving(WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity)
 
 
 def serve(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from slack_bolt import App
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -10,6 +14,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.authz import Authorizer, CachedGroups
+
+log = logging.getLogger("revieee.slack")
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -37,12 +43,61 @@ def slack_authorizer(settings, client: WebClient) -> Authorizer:  # type: ignore
     return Authorizer(settings, CachedGroups(fetch))
 
 
-def bolt_app(client: WebClient, signing_secret: str) -> App:
+class BotIdentity:
+    """The bot's own user id, from ``auth.test``, fetched in the background.
+
+    Bolt's default single-workspace authorization calls ``auth.test`` inside the first request,
+    before the listener can ack: a slow or unreachable Slack Web API would then cost that
+    request Slack's 3 seconds, or fail it. Here no request ever waits for the Web API.
+    """
+
+    def __init__(self, client: WebClient, token: str, retry_every: float = 30.0) -> None:
+        self.client = client
+        self.token = token
+        self.retry_every = retry_every
+        self.user_id: str | None = None
+        self.bot_id: str | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> BotIdentity:
+        threading.Thread(target=self._fetch, name="revieee-auth-test", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _fetch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                result = self.client.auth_test()
+                self.user_id, self.bot_id = result.get("user_id"), result.get("bot_id")
+                return
+            except Exception as exc:  # the token is checked again later; nothing waits on it
+                log.warning("auth.test failed (retrying in %gs): %s", self.retry_every, exc)
+            self._stop.wait(self.retry_every)
+
+    def authorize(self, enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            bot_token=self.token,
+            bot_user_id=self.user_id,
+            bot_id=self.bot_id,
+        )
+
+
+def bolt_app(client: WebClient, signing_secret: str, identity: BotIdentity) -> App:
     """A Bolt app that acks as soon as a listener calls ``ack()`` and runs the rest after."""
+    # Bolt takes either a token or an authorize function: its client carries no token, each
+    # request's client (a copy: same base URL, retry handlers) gets it from ``authorize``.
+    tokenless = WebClient(
+        base_url=client.base_url, timeout=client.timeout, retry_handlers=client.retry_handlers
+    )
     return App(
-        client=client,
+        client=tokenless,
         signing_secret=signing_secret,
-        token_verification_enabled=False,  # Slack being down must not stop revieee starting
+        # a plain function: Bolt passes arguments by name and would pass ``self`` twice
+        authorize=lambda enterprise_id, team_id: identity.authorize(enterprise_id, team_id),
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
