@@ -29,6 +29,7 @@ log = logging.getLogger("revieee.slack")
 
 MESSAGE_KIND = "deploy"
 PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped")
+IN_PROGRESS = ("queued", "building", "deploying")
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
 
 PHASE_OF_STEP = {
@@ -166,7 +167,8 @@ class SlackNotifier:
             sha=dep.get("sha") or env.get("sha"),
             requested_by=dep.get("requested_by") or op.requested_by,
             started_at=_parse(dep.get("started_at")),
-            finished_at=_parse(dep.get("finished_at")) if phase in ("ready", "failed") else None,
+            # the deploy's duration once it ended; a running clock while it is under way
+            finished_at=None if phase in IN_PROGRESS else _parse(dep.get("finished_at")),
             reason=(env.get("error") or dep.get("failure_reason")) if phase == "failed" else None,
             serving=phase == "failed" and env.get("status") == "running",
             stopped_by=op.requested_by if stopped else None,
