@@ -31,6 +31,7 @@ class FakeSlack:
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rate_limits: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     served_429: int = 0
+    socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -132,6 +133,10 @@ class FakeSlack:
             return 200, {"ok": True, "message_ts": ts}, {}
         if method == "views.publish":
             return 200, {"ok": True, "view": {"id": "V1", **(args.get("view") or {})}}, {}
+        if method == "apps.connections.open":
+            if not (token or "").startswith("xapp-"):
+                return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
+            return 200, {"ok": True, "url": self.socket_url}, {}
         if method == "usergroups.users.list":
             return 200, {"ok": True, "users": self.groups.get(str(args.get("usergroup")), [])}, {}
         return 200, {"ok": True}, {}

@@ -23,6 +23,7 @@ from bot.naming import env_name
 from bot.store import Store
 from tests.conftest import WriteConfig
 from tests.fake_slack import FakeSlack
+from tests.fake_socket_mode import FakeSocketMode
 from tests.slack_rig import SECRET, sign
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,6 +181,89 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(
             proc.kill()
             proc.communicate()
         fake.close()
+
+
+def test_socket_mode_answers_commands_and_events_over_the_websocket(
+    write_config: WriteConfig, tasks_run: None
+) -> None:
+    """``revieee serve --socket-mode`` against a Socket Mode endpoint speaking the real protocol:
+    no public URL, no signing secret; the same listeners, acks carried back in the envelope."""
+    socket_mode = FakeSocketMode()
+    fake = FakeSlack(socket_url=socket_mode.url)
+    port = free_port()
+    env = clean_env(
+        REVIEEE_CONFIG=str(write_config()),
+        SLACK_BOT_TOKEN="xoxb-socket-test",
+        SLACK_APP_TOKEN="xapp-socket-test",
+        REVIEEE_SLACK_API_URL=fake.api_url,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--socket-mode", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert socket_mode.connected.wait(30), "revieee never opened the Socket Mode connection"
+        (opened,) = fake.of("apps.connections.open")
+        assert opened.token == "xapp-socket-test"
+
+        command = {
+            "token": "x",
+            "team_id": "T0REVIEEE",
+            "channel_id": "C0REVIEW",
+            "user_id": "U0ALICE",
+            "command": "/revieee",
+            "text": "deploy feature/checkout",
+            "response_url": fake.response_url(),
+            "trigger_id": "1.2",
+        }
+        ack = socket_mode.ack(socket_mode.push("slash_commands", command))
+        assert ack["payload"]["response_type"] == "ephemeral"
+        assert "queued deploy of feature/checkout" in ack["payload"]["text"]
+        fake.wait_for(
+            lambda: any(c.args.get("text", "").endswith(": Ready") for c in fake.of("chat.update")),
+            timeout=30,
+        )
+        ts = fake.of("chat.update")[-1].args["ts"]  # the deploy message, edited to Ready
+        assert [c.args["ts"] for c in fake.of("chat.update")] == [ts] * len(fake.of("chat.update"))
+
+        usage = socket_mode.ack(socket_mode.push("slash_commands", command | {"text": "nope"}))
+        assert "unknown command 'nope'" in usage["payload"]["text"]
+
+        reaction = {
+            "type": "event_callback",
+            "team_id": "T0REVIEEE",
+            "event_id": "Ev0SOCKET",
+            "event": {
+                "type": "reaction_added",
+                "user": "U0ALICE",
+                "reaction": "octagonal_sign",
+                "item": {"type": "message", "channel": "C0REVIEW", "ts": ts},
+            },
+        }
+        socket_mode.ack(socket_mode.push("events_api", reaction, accepts_response=False))
+        fake.wait_for(
+            lambda: any(
+                c.args.get("text", "").endswith(": Stopped") for c in fake.of("chat.update")
+            ),
+            timeout=30,
+        )
+        status, _ = _get(f"http://127.0.0.1:{port}/healthz")  # still served in socket mode
+        assert status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "socket mode" in out
+        assert "xapp-socket-test" not in out + err and "xoxb-socket-test" not in out + err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        fake.close()
+        socket_mode.close()
 
 
 # -- the Slack app manifest ---------------------------------------------------------------------
