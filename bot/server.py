@@ -187,6 +187,44 @@ def build_serving(
     return Serving(WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity)
 
 
+class HttpServer:
+    """waitress on a thread of its own, stopped from any thread.
+
+    waitress's ``run()`` loops until its sockets are closed; closing them from another thread
+    races with the loop's ``poll``. Here the loop runs one round at a time and closes the
+    server itself once asked to stop."""
+
+    def __init__(self, app: Any, host: str, port: int, threads: int = 8) -> None:
+        from waitress import create_server
+
+        self.server: Any = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="revieee",
+            clear_untrusted_proxy_headers=True,
+        )
+        self.port: int = self.server.effective_port
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="revieee-http", daemon=True)
+
+    def start(self) -> HttpServer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.server.asyncore.loop(timeout=0.2, map=self.server._map, use_poll=True, count=1)
+        finally:
+            self.server.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def serve(
     runtime: Runtime,
     secrets: Secrets,
@@ -196,20 +234,10 @@ def serve(
     stop: threading.Event,
 ) -> None:
     """Run until ``stop`` is set, then drain running operations."""
-    from waitress import create_server
-
     serving = build_serving(runtime, secrets, os.environ.get("REVIEEE_SLACK_API_URL"), socket_mode)
-    server = create_server(
-        serving.app,
-        host=host,
-        port=port,
-        threads=8,
-        ident="revieee",
-        clear_untrusted_proxy_headers=True,
-    )
-    thread = threading.Thread(target=server.run, name="revieee-http", daemon=True)
+    http = HttpServer(serving.app, host, port)
     runtime.runner.start()
-    thread.start()
+    http.start()
     socket_handler = None
     if socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -217,7 +245,7 @@ def serve(
         socket_handler = SocketModeHandler(serving.bolt, secrets.require("SLACK_APP_TOKEN"))
         socket_handler.connect()
     print(
-        f"revieee serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
+        f"revieee serving on http://{host}:{http.port} "
         f"({'socket mode' if socket_mode else '/slack/events'}, /healthz)",
         flush=True,
     )
@@ -225,7 +253,7 @@ def serve(
     print("revieee stopping: draining running operations", flush=True)
     if socket_handler is not None:
         socket_handler.close()
-    server.close()
+    http.stop()
     runtime.close()
     serving.close()
 

@@ -10,7 +10,6 @@ import hmac
 import http.client
 import itertools
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from urllib.parse import urlencode
 
 from bot.app import Runtime
 from bot.config import Secrets
-from bot.server import Serving, build_serving
+from bot.server import HttpServer, Serving, build_serving
 from tests.fake_slack import FakeSlack
 
 SECRET = "test-signing-secret"
@@ -220,18 +219,15 @@ class SlackRig:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.close()
+            self._server.stop()
         self.runtime.runner.shutdown(drain=True)
         self.serving.close()
         self.runtime.store.close()
 
 
 def start_rig(runtime: Runtime, fake: FakeSlack) -> SlackRig:
-    from waitress import create_server
-
     secrets = Secrets.from_environ({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET})
     serving = build_serving(runtime, secrets, fake.api_url)
-    server = create_server(serving.app, host="127.0.0.1", port=0, threads=4)
-    threading.Thread(target=server.run, daemon=True).start()
+    server = HttpServer(serving.app, "127.0.0.1", 0, threads=4).start()
     runtime.runner.start()
-    return SlackRig(runtime, fake, serving, server.effective_port, server)
+    return SlackRig(runtime, fake, serving, server.port, server)

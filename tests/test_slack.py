@@ -549,3 +549,30 @@ def test_commands_are_acknowledged_while_aws_hangs(
         for conn in accepted:
             conn.close()
         sink.close()
+
+
+def test_thread_replies_are_batched_while_slack_is_slow(
+    rig: SlackRig, fake: FakeSlack, tasks_run: None
+) -> None:
+    """Steps that pile up behind a slow (here rate-limited) Slack share thread replies; none is
+    lost and their order is kept. Idle, each step is posted on its own."""
+    notifier = rig.serving.notifier
+    assert notifier is not None
+    ref = deployed(rig)
+    op = rig.runtime.store.operations(env=ENV)[-1]
+    replies_before = len(thread_replies(fake, ref["ts"]))
+
+    notifier.on_step(op, "alone", "posted at once")
+    notifier.flush()
+    assert thread_replies(fake, ref["ts"])[-1] == "*alone*: posted at once"
+
+    fake.rate_limit("chat.postMessage", retry_after=1)  # the next post waits a second
+    notifier.on_step(op, "first", "line 0")
+    for i in range(1, 40):
+        notifier.on_step(op, "step", f"line {i}" + "x" * 200)
+    notifier.flush(timeout=20)
+    new = thread_replies(fake, ref["ts"])[replies_before + 1 :]
+    assert 2 <= len(new) <= 5, new  # the first alone, the other 39 batched (3,500 chars each)
+    lines = "\n".join(new).split("\n")
+    assert lines == ["*first*: line 0"] + [f"*step*: line {i}" + "x" * 200 for i in range(1, 40)]
+    assert all(len(reply) <= 3500 for reply in new)

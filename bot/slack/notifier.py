@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ log = logging.getLogger("revieee.slack")
 
 MESSAGE_KIND = "deploy"
 PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped")
+MAX_REPLY = 3500  # Slack advises keeping a message's text under 4,000 characters
 IN_PROGRESS = ("queued", "building", "deploying")
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
 
@@ -72,6 +74,7 @@ class SlackNotifier:
         self.clock = clock
         self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue()
         self._last_phase: dict[str, str] = {}
+        self._pending: dict[str, list[str]] = {}  # thread lines not yet posted, by environment
         self._thread = threading.Thread(target=self._work, name="revieee-slack", daemon=True)
         self._thread.start()
 
@@ -96,9 +99,18 @@ class SlackNotifier:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued notification has been sent (tests, shutdown)."""
-        done = threading.Event()
-        self._submit(lambda: done.set())
-        done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:  # batched thread replies are queued behind the marker: go round again
+            done = threading.Event()
+            idle: list[bool] = []
+
+            def mark(done: threading.Event = done, idle: list[bool] = idle) -> None:
+                idle.append(not self._pending)
+                done.set()
+
+            self._submit(mark)
+            if not done.wait(max(deadline - time.monotonic(), 0)) or idle[0]:
+                return
 
     def close(self) -> None:
         self._queue.put(None)
@@ -148,10 +160,28 @@ class SlackNotifier:
             self._render(ops[-1], phase)
 
     def _step(self, op: Operation, step: str, message: str) -> None:
-        self._thread_reply(op, f"*{step}*: {message}")
+        # Steps that arrive while earlier notifications are still being sent share one thread
+        # reply: idle, every step is posted at once; under load (many deploys, a rate-limited
+        # Slack) the thread gets fewer, longer replies instead of a backlog.
+        pending = self._pending.setdefault(op.env, [])
+        if not pending:
+            self._submit(self._flush_thread, op)
+        pending.append(f"*{step}*: {message}")
         phase = phase_of(op, step)
         if phase != self._last_phase.get(op.env) or phase in ("ready", "failed", "stopped"):
             self._render(op, phase)
+
+    def _flush_thread(self, op: Operation) -> None:
+        lines = self._pending.pop(op.env, [])
+        chunk: list[str] = []
+        for line in lines:
+            line = line if len(line) <= MAX_REPLY else line[: MAX_REPLY - 1] + "…"
+            if chunk and sum(len(x) + 1 for x in chunk) + len(line) > MAX_REPLY:
+                self._thread_reply(op, "\n".join(chunk))
+                chunk = []
+            chunk.append(line)
+        if chunk:
+            self._thread_reply(op, "\n".join(chunk))
 
     def _view(self, op: Operation, phase: str) -> DeployView:
         env = self.store.get_env(op.env) or {}
