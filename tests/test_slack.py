@@ -365,9 +365,9 @@ def test_buttons_redeploy_keep_and_stop(rig: SlackRig, tasks_run: None) -> None:
     assert said["response_type"] == "ephemeral" and ENV in said["text"]
     after = rig.runtime.store.get_env(ENV)["expires_at"]  # type: ignore[index]
     assert after and after != before
-    rig.serving.notifier.flush()  # type: ignore[union-attr]
-    last = [c for c in rig.fake.of("chat.update") if c.args["ts"] == ref["ts"]][-1]
-    assert "*Expires*" in texts(last.args["blocks"])  # the message shows the new expiry
+    # the message is re-rendered with the new expiry
+    rig.fake.wait_for(lambda: "*Expires*" in texts(rig.fake.of("chat.update")[-1].args["blocks"]))
+    assert rig.fake.of("chat.update")[-1].args["ts"] == ref["ts"]
 
     assert rig.action("revieee_redeploy", ENV, message_ts=ref["ts"]).status == 200
     rig.wait_status(ENV, "running")
