@@ -186,14 +186,21 @@ class Engine:
         sha: str | None = None,
         commits: CommitResolver | None = None,
         report: Reporter = _noop,
+        sha_repository: str | None = None,
     ) -> list[ServicePlan]:
         """Resolve commit and image for every service; repositories without the branch fall
-        back to their default branch. Raises :class:`ImageMissing` naming repository and tag."""
+        back to their default branch. Raises :class:`ImageMissing` naming repository and tag.
+
+        A commit belongs to one repository: ``sha`` applies to the services built from
+        ``sha_repository`` (default: the public service's); the others take their branch's
+        head (or newest image)."""
         plans: list[ServicePlan] = []
         misses: list[ImageMissing] = []
         images: dict[str, list[dict[str, Any]]] = {}  # one listing per repository per plan
+        owner = sha_repository or spec.app.public_service.repository
         for svc in spec.app.services:
-            plan, miss = self._plan_service(spec, svc, sha, commits, images)
+            svc_sha = sha if svc.repository == owner else None
+            plan, miss = self._plan_service(spec, svc, svc_sha, commits, images)
             if miss is not None:
                 misses.append(miss)
             plans.append(plan)

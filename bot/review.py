@@ -275,7 +275,11 @@ class ReviewApps:
         try:
             spec = self._spec(op)
             plans = self.engine.plan(
-                spec, sha=op.params.get("sha"), commits=self.commits, report=report
+                spec,
+                sha=op.params.get("sha"),
+                commits=self.commits,
+                report=report,
+                sha_repository=op.params.get("sha_repository"),
             )
             primary = next(p for p in plans if p.service == spec.app.public_service.name)
             self.store.update_deployment(

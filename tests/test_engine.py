@@ -413,3 +413,20 @@ def test_missing_image_does_not_raise_for_image_template_service(
 def test_image_missing_is_engine_error_subclass() -> None:
     assert issubclass(ImageMissing, EngineError)
     assert str(ImageMissing("step", "what")) == "step: what"
+
+
+def test_a_commit_belongs_to_one_repository(runtime: Runtime, aws: AwsClients) -> None:
+    """Both repositories have the branch: ``--sha`` (a web commit) picks web's image; api keeps
+    its own branch head, unless the commit is said to be api's."""
+    api_sha = fake_sha("api" + BRANCH)
+    push_image(aws.ecr, "shop-api", f"feature-checkout-{api_sha[:7]}")
+    web_sha = fake_sha("web" + BRANCH)
+    spec = EnvSpec(runtime.settings.apps["shop"], ENV, BRANCH, "https://x")
+    plans = {p.service: p for p in runtime.engine.plan(spec, sha=web_sha)}
+    assert (plans["web"].sha, plans["web"].fallback) == (web_sha, False)
+    assert (plans["api"].sha, plans["api"].fallback) == (api_sha, False)
+
+    plans = {
+        p.service: p for p in runtime.engine.plan(spec, sha=api_sha, sha_repository="acme/shop-api")
+    }
+    assert plans["api"].sha == api_sha and plans["web"].sha == web_sha
