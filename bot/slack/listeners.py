@@ -90,8 +90,6 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
             ack(response_type="ephemeral", text=text, blocks=blocks)
             return
         ack(response_type="ephemeral", text=_reply_text(cmd, reply))
-        if reply.operation is not None:
-            ctx.notifier.on_requested(reply.operation)
 
     return command
 
@@ -146,9 +144,7 @@ def _button(ctx: SlackContext) -> Callable[..., None]:
         reply = run(cmd, ctx.apps, _caller(ctx, user, channel, body.get("response_url")))
         if not reply.ok or isinstance(cmd, Keep):
             _tell(client, user, channel, respond if channel else None, _reply_text(cmd, reply))
-        if reply.operation is not None:
-            ctx.notifier.on_requested(reply.operation)
-        elif isinstance(cmd, Keep) and reply.ok:
+        if isinstance(cmd, Keep) and reply.ok:
             ctx.notifier.refresh(row["name"])
         if body.get("view", {}).get("type") == "home":
             publish_home(ctx, client, user)
@@ -169,8 +165,6 @@ def _reaction(ctx: SlackContext) -> Callable[..., None]:
         reply = run(Stop(env=env), ctx.apps, _caller(ctx, user, item["channel"], None))
         if not reply.ok:
             _tell(client, user, item["channel"], None, _reply_text(Stop(env=env), reply))
-        elif reply.operation is not None:
-            ctx.notifier.on_requested(reply.operation)
 
     return reaction
 
