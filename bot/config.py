@@ -29,6 +29,7 @@ SECRET_VARIABLES = (
     "GITHUB_TOKEN",
     "GITHUB_WEBHOOK_SECRET",
     "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_ID",  # not a secret, but a credential: from the environment, like the key
 )
 CAPACITY_PROVIDERS = ("FARGATE_SPOT", "FARGATE")
 PLACEHOLDER_RE = re.compile(r"\{([a-z0-9_]+)\}")
@@ -94,6 +95,14 @@ class AppConfig:
     stoppers: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
     anyone_can_stop: bool = False
+    pull_requests: str = "label"  # which pull requests deploy by themselves: all, label, off
+    label: str = "revieee"
+    deploy_drafts: bool = False
+    stop_after_close: float = 0.0  # seconds between a PR's close and its environment's stop
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.repository for s in self.services))
 
     @property
     def public_service(self) -> ServiceConfig:
@@ -208,6 +217,27 @@ def _seconds(key: str, value: Any) -> float:
             key, f"must be a number of seconds above 0 (got {value!r})", f"{key} = 600"
         )
     return float(value)
+
+
+DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _delay(key: str, value: Any) -> float:
+    """Zero or more seconds, or a string like ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = DELAY_UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        with contextlib.suppress(ValueError):
+            seconds = float(number) * (unit or 1)
+    if seconds is None or not 0 <= seconds <= 7 * 86400:
+        raise ConfigError(
+            key, f"must be a delay from 0 to 7d (got {value!r})", f'{key.split(".")[-1]} = "2h"'
+        )
+    return seconds
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -371,6 +401,14 @@ APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "stoppers": (_slack_ids, False, 'stoppers = ["U012AB3CD"]'),
     "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
     "anyone_can_stop": (_bool, False, "anyone_can_stop = false"),
+    "pull_requests": (
+        _choice("all", "label", "off"),
+        False,
+        'pull_requests = "label"   # all | label | off',
+    ),
+    "label": (_str, False, 'label = "revieee"'),
+    "deploy_drafts": (_bool, False, "deploy_drafts = false"),
+    "stop_after_close": (lambda k, v: _delay(k, v), False, 'stop_after_close = "2h"'),
 }
 SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "repository": (_str, True, 'repository = "acme/shop-web"'),
