@@ -131,7 +131,55 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db.table("messages").create_index(["channel", "ts"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # Webhook deliveries and delayed actions, persisted before they are answered and worked
+    # through by a background thread: a crash or restart loses none.
+    db.table("inbox").create(
+        {
+            "id": int,
+            "source": str,
+            "delivery": str,
+            "event": str,
+            "payload": str,
+            "received_at": str,
+            "due_at": str,
+            "status": str,  # pending, running, done, failed
+            "attempts": int,
+            "error": str,
+            "done_at": str,
+        },
+        pk="id",
+        not_null={"source", "event", "payload", "received_at", "due_at", "status"},
+        defaults={"attempts": 0},
+    )
+    db.table("inbox").create_index(["status", "due_at"])
+    # The pull requests an environment belongs to, and where revieee reports on each.
+    db.table("pull_requests").create(
+        {
+            "repository": str,
+            "number": int,
+            "env": str,
+            "app": str,
+            "branch": str,
+            "head_sha": str,
+            "author": str,
+            "title": str,
+            "html_url": str,
+            "fork": int,
+            "state": str,
+            "comment_id": int,
+            "updated_at": str,
+        },
+        pk=("repository", "number"),
+    )
+    db.table("pull_requests").create_index(["env"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -494,6 +542,100 @@ class Store:
                 self.db.query("select * from audit_events where env = ? order by id", [env])
             )
         return list(self.db.query("select * from audit_events order by id"))
+
+    # -- inbox: webhook deliveries and delayed actions ---------------------------------------
+
+    def inbox_add(
+        self,
+        source: str,
+        event: str,
+        payload: str,
+        delivery: str | None = None,
+        due_at: str | None = None,
+    ) -> int | None:
+        """Persist a delivery (once per ``delivery`` id) or a delayed action; None for a repeat."""
+        now = now_iso()
+        with self.immediate() as db:
+            if delivery is not None:
+                cur = db.conn.execute(
+                    "insert or ignore into deliveries (id, source, received_at) values (?, ?, ?)",
+                    [f"{source}:{delivery}", source, now],
+                )
+                if cur.rowcount != 1:
+                    return None
+            cur = db.conn.execute(
+                "insert into inbox (source, delivery, event, payload, received_at, due_at, "
+                "status, attempts) values (?, ?, ?, ?, ?, ?, 'pending', 0)",
+                [source, delivery, event, payload, now, due_at or now],
+            )
+            return int(cur.lastrowid or 0)
+
+    def inbox_claim(self, now: str | None = None) -> dict[str, Any] | None:
+        """Take the oldest due pending item (marks it running)."""
+        with self.immediate() as db:
+            row = db.conn.execute(
+                "select id from inbox where status = 'pending' and due_at <= ? "
+                "order by due_at, id limit 1",
+                [now or now_iso()],
+            ).fetchone()
+            if row is None:
+                return None
+            db.conn.execute(
+                "update inbox set status = 'running', attempts = attempts + 1 where id = ?",
+                [row[0]],
+            )
+        return dict(self.db.table("inbox").get(row[0]))
+
+    def inbox_finish(self, item_id: int, status: str, error: str | None = None) -> None:
+        self.db.table("inbox").update(
+            item_id, {"status": status, "error": error, "done_at": now_iso()}
+        )
+
+    def inbox_retry(self, item_id: int, due_at: str, error: str) -> None:
+        self.db.table("inbox").update(
+            item_id, {"status": "pending", "due_at": due_at, "error": error}
+        )
+
+    def inbox_recover(self) -> int:
+        """Items left running by a process that stopped go back to pending (at start)."""
+        cur = self.db.conn.execute("update inbox set status = 'pending' where status = 'running'")
+        return cur.rowcount
+
+    def inbox_items(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status:
+            return list(self.db.query("select * from inbox where status = ? order by id", [status]))
+        return list(self.db.query("select * from inbox order by id"))
+
+    def next_due(self) -> str | None:
+        row = self.db.conn.execute(
+            "select min(due_at) from inbox where status = 'pending'"
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- pull requests ---------------------------------------------------------------------------
+
+    def link_pull(self, repository: str, number: int, **fields: Any) -> None:
+        self.db.table("pull_requests").upsert(
+            {"repository": repository, "number": number, **fields, "updated_at": now_iso()},
+            pk=("repository", "number"),
+            alter=False,
+        )
+
+    def get_pull(self, repository: str, number: int) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query(
+                "select * from pull_requests where repository = ? and number = ?",
+                [repository, number],
+            )
+        )
+        return rows[0] if rows else None
+
+    def pulls_for(self, env: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "select * from pull_requests where env = ? order by updated_at desc", [env]
+            )
+        )
 
     def first_delivery(self, source: str, delivery_id: str) -> bool:
         """Record a delivery id; True the first time it is seen, False for a repeat."""

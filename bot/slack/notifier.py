@@ -11,18 +11,15 @@ channel membership). Rate limits (429 + ``Retry-After``) are retried by the clie
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import Settings
+from bot.serial import SerialWorker
 from bot.slack.blocks import DeployView, deploy_message, who
 from bot.store import Operation, Store
 
@@ -72,49 +69,17 @@ class SlackNotifier:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue()
         self._last_phase: dict[str, str] = {}
         self._pending: dict[str, list[str]] = {}  # thread lines not yet posted, by environment
-        self._thread = threading.Thread(target=self._work, name="revieee-slack", daemon=True)
-        self._thread.start()
-
-    # -- the queue ---------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                fn, args = item
-                try:
-                    fn(*args)
-                except Exception:
-                    log.exception("slack notification failed")
-            finally:
-                self._queue.task_done()
-
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._queue.put((fn, args))
+        self._worker = SerialWorker("revieee-slack", idle=lambda: not self._pending)
+        self._submit = self._worker.submit
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued notification has been sent (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while True:  # batched thread replies are queued behind the marker: go round again
-            done = threading.Event()
-            idle: list[bool] = []
-
-            def mark(done: threading.Event = done, idle: list[bool] = idle) -> None:
-                idle.append(not self._pending)
-                done.set()
-
-            self._submit(mark)
-            if not done.wait(max(deadline - time.monotonic(), 0)) or idle[0]:
-                return
+        self._worker.flush(timeout)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(10)
+        self._worker.close()
 
     # -- entry points --------------------------------------------------------------------------
 
