@@ -1,0 +1,393 @@
+"""What each GitHub event does. The webhook endpoint only verifies and persists a delivery; this
+runs it afterwards, on the inbox worker, so GitHub gets its answer at once.
+
+Events, per app whose services are built from the event's repository:
+
+- ``pull_request`` ``opened``/``reopened``/``ready_for_review``: deploy the head branch per the
+  app's ``pull_requests`` policy (``all``, ``label``, ``off``), drafts only with
+  ``deploy_drafts``; ``synchronize``: redeploy the new head if the environment exists (or the
+  policy would create it); ``labeled``/``unlabeled`` with the app's label: deploy/stop;
+  ``closed``: stop, after ``stop_after_close``.
+- ``push`` to a branch that has an environment: redeploy that commit.
+- ``delete`` of a branch: stop its environment.
+- ``issue_comment`` on a pull request starting with ``/revieee``: the command, for people with
+  write permission; the answer is a reaction, and a reply for what has no other place.
+
+Pull requests from forks are never deployed by themselves: their code is untrusted. A
+maintainer's ``/revieee deploy`` comment deploys the commit it was written against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.config import AppConfig, Settings
+from bot.github.forge import WRITE_PERMISSIONS, Forge, GitHubError, PullInfo
+from bot.naming import env_name
+from bot.review import ReviewApps
+from bot.store import Store
+from commands.parser import UsageError, parse
+from commands.run import Caller, run
+from commands.verbs import Deploy, Help, Keep, List, Status, Stop
+
+log = logging.getLogger("revieee.github")
+
+SOURCE = "github"
+HANDLED = ("pull_request", "push", "delete", "issue_comment")
+DEPLOY_ACTIONS = ("opened", "reopened", "ready_for_review")
+COMMAND_PREFIX = "/revieee"
+STOP_AFTER_CLOSE = "stop-after-close"
+
+
+@dataclass
+class Outcome:
+    """What an event did, for the audit log and the tests."""
+
+    text: str
+    envs: list[str] = dataclasses.field(default_factory=list)
+
+
+def pull_from_payload(payload: dict[str, Any]) -> PullInfo:
+    pr = payload["pull_request"]
+    repository = payload["repository"]["full_name"]
+    head_repo = (pr.get("head") or {}).get("repo") or {}
+    head_repository = head_repo.get("full_name") or ""
+    return PullInfo(
+        repository=repository,
+        number=int(pr["number"]),
+        head_ref=pr["head"]["ref"],
+        head_sha=pr["head"]["sha"],
+        head_repository=head_repository,
+        # a deleted head repository is a fork that went away: untrusted all the same
+        fork=head_repository != repository,
+        author=(pr.get("user") or {}).get("login", ""),
+        title=pr.get("title") or "",
+        html_url=pr.get("html_url") or "",
+        state="merged" if pr.get("merged") else pr.get("state", "open"),
+        draft=bool(pr.get("draft")),
+        labels=tuple(label["name"] for label in pr.get("labels") or []),
+    )
+
+
+def branch_of(pull: PullInfo) -> str:
+    """The branch an environment is named after: a fork's branches are ``owner:branch`` (as
+    GitHub labels them), so a fork's ``main`` is never the repository's ``main``."""
+    if pull.fork:
+        return f"{pull.head_repository.split('/')[0] or 'fork'}:{pull.head_ref}"
+    return pull.head_ref
+
+
+class GitHubEvents:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        apps: ReviewApps,
+        forge: Forge | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.apps = apps
+        self.forge = forge
+        self.clock = clock
+
+    def apps_for(self, repository: str) -> list[AppConfig]:
+        return [a for a in self.settings.apps.values() if repository in a.repositories]
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def handle(self, event: str, payload: dict[str, Any]) -> Outcome:
+        if event == STOP_AFTER_CLOSE:
+            return self._stop_after_close(payload)
+        repository = (payload.get("repository") or {}).get("full_name", "")
+        apps = self.apps_for(repository)
+        if event not in HANDLED:
+            return Outcome(f"ignored: {event} events do nothing")
+        if not apps:
+            return Outcome(f"ignored: no app is built from {repository or 'that repository'}")
+        handler = getattr(self, f"_on_{event}")
+        outcome: Outcome = handler(payload, apps)
+        sender = (payload.get("sender") or {}).get("login")
+        envs: list[str | None] = list(outcome.envs) or [None]
+        for env in envs:
+            self.store.audit(
+                "github event",
+                sender,
+                env,
+                SOURCE,
+                event=event,
+                event_action=payload.get("action"),
+                outcome=outcome.text,
+            )
+        return outcome
+
+    # -- pull requests --------------------------------------------------------------------------
+
+    def _policy_allows(self, app: AppConfig, pull: PullInfo) -> str | None:
+        """None when the app's policy deploys this pull request by itself, else why not."""
+        if pull.fork:
+            return "pull requests from forks are never deployed automatically"
+        if app.pull_requests == "off":
+            return f"{app.name} does not deploy pull requests by themselves"
+        if app.pull_requests == "label" and app.label not in pull.labels:
+            return f"{app.name} deploys pull requests labelled {app.label!r}"
+        if pull.draft and not app.deploy_drafts:
+            return "draft pull requests are not deployed"
+        return None
+
+    def _link(self, app: AppConfig, pull: PullInfo) -> str:
+        branch = branch_of(pull)
+        env = env_name(app.name, branch)
+        self.store.link_pull(
+            pull.repository,
+            pull.number,
+            env=env,
+            app=app.name,
+            branch=branch,
+            head_sha=pull.head_sha,
+            author=pull.author,
+            title=pull.title,
+            html_url=pull.html_url,
+            fork=int(pull.fork),
+            state=pull.state,
+        )
+        return env
+
+    def _deploy_pull(self, app: AppConfig, pull: PullInfo, actor: str | None) -> str:
+        branch = branch_of(pull)
+        env = self._link(app, pull)
+        if self._already_deploying(env, pull.head_sha):
+            return env
+        self.apps.request_deploy(
+            branch,
+            app.name,
+            sha=pull.head_sha,
+            requested_by=actor or pull.author,
+            source=SOURCE,
+            context=self._context(pull),
+        )
+        return env
+
+    @staticmethod
+    def _context(pull: PullInfo) -> dict[str, Any]:
+        return {
+            "sha_repository": pull.head_repository if not pull.fork else pull.repository,
+            "repository": pull.repository,
+            "pr_number": pull.number,
+            "pr_url": pull.html_url,
+            "pr_author": pull.author,
+            "pr_title": pull.title,
+        }
+
+    def _already_deploying(self, env: str, sha: str) -> bool:
+        """A push and the pull request's ``synchronize`` both announce a new commit: one deploy."""
+        for op in self.store.operations(env=env):
+            if op.kind == "deploy" and op.status in ("queued", "running"):
+                return op.params.get("sha") == sha
+        row = self.store.get_env(env)
+        return bool(row and row["status"] == "running" and row.get("sha") == sha)
+
+    def _live(self, env: str) -> bool:
+        row = self.store.get_env(env)
+        return row is not None and row["status"] != "stopped"
+
+    def _on_pull_request(self, payload: dict[str, Any], apps: list[AppConfig]) -> Outcome:
+        action = payload.get("action", "")
+        pull = pull_from_payload(payload)
+        done: list[str] = []
+        why: list[str] = []
+        for app in apps:
+            env = env_name(app.name, branch_of(pull))
+            if action in DEPLOY_ACTIONS:
+                reason = self._policy_allows(app, pull)
+                if reason:
+                    why.append(reason)
+                    if pull.fork:
+                        self._link(app, pull)  # so a maintainer's comment finds it
+                    continue
+                done.append(self._deploy_pull(app, pull, pull.author))
+            elif action == "synchronize":
+                if pull.fork:
+                    why.append("a fork's new commits are not deployed automatically")
+                    continue
+                if self._live(env) or self._policy_allows(app, pull) is None:
+                    done.append(self._deploy_pull(app, pull, pull.author))
+                else:
+                    why.append(f"{env} does not exist")
+            elif action in ("labeled", "unlabeled"):
+                label = (payload.get("label") or {}).get("name")
+                if label != app.label or app.pull_requests != "label":
+                    why.append(f"label {label!r} means nothing to {app.name}")
+                    continue
+                sender = (payload.get("sender") or {}).get("login")
+                if action == "labeled":
+                    reason = self._policy_allows(app, pull)
+                    if reason:
+                        why.append(reason)
+                        continue
+                    done.append(self._deploy_pull(app, pull, sender))
+                elif self._live(env):
+                    self._link(app, pull)
+                    self.apps.request_stop(env, requested_by=sender, source=SOURCE)
+                    done.append(env)
+            elif action == "closed":
+                if not self.store.get_pull(pull.repository, pull.number) and not self._live(env):
+                    why.append(f"{env} does not exist")
+                    continue
+                self._link(app, pull)
+                if not self._live(env):
+                    why.append(f"{env} is already stopped")
+                    continue
+                done.append(env)
+                self._schedule_stop(app, env, pull)
+            else:
+                why.append(f"pull_request {action} does nothing")
+        verb = {"closed": "stop", "unlabeled": "stop"}.get(action, "deploy")
+        if done:
+            return Outcome(f"{verb} {', '.join(done)}", done)
+        return Outcome("ignored: " + "; ".join(dict.fromkeys(why)))
+
+    def _schedule_stop(self, app: AppConfig, env: str, pull: PullInfo) -> None:
+        item = {"env": env, "repository": pull.repository, "number": pull.number}
+        delay = app.stop_after_close
+        if delay <= 0:
+            self._stop_after_close(item)
+            return
+        due = (self.clock() + timedelta(seconds=delay)).isoformat()
+        self.store.inbox_add(SOURCE, STOP_AFTER_CLOSE, json.dumps(item), due_at=due)
+
+    def _stop_after_close(self, item: dict[str, Any]) -> Outcome:
+        env = item["env"]
+        linked = self.store.get_pull(item["repository"], item["number"])
+        if linked is not None and linked.get("state") == "open":
+            return Outcome(f"kept {env}: its pull request was reopened")
+        if not self._live(env):
+            return Outcome(f"{env} is already stopped")
+        self.apps.request_stop(env, requested_by="github", source=SOURCE)
+        return Outcome(f"stop {env}", [env])
+
+    # -- pushes and deleted branches -------------------------------------------------------------
+
+    def _on_push(self, payload: dict[str, Any], apps: list[AppConfig]) -> Outcome:
+        ref = payload.get("ref", "")
+        if not ref.startswith("refs/heads/"):
+            return Outcome(f"ignored: {ref} is not a branch")
+        if payload.get("deleted"):
+            return Outcome("ignored: a deleted branch (the delete event stops it)")
+        branch = ref.removeprefix("refs/heads/")
+        sha = payload.get("after", "")
+        repository = payload["repository"]["full_name"]
+        pusher = (payload.get("pusher") or {}).get("name") or (payload.get("sender") or {}).get(
+            "login"
+        )
+        done = []
+        for app in apps:
+            env = env_name(app.name, branch)
+            if not self._live(env) or self._already_deploying(env, sha):
+                continue
+            context: dict[str, Any] = {"sha_repository": repository, "repository": repository}
+            self.apps.request_deploy(
+                branch, app.name, sha=sha, requested_by=pusher, source=SOURCE, context=context
+            )
+            done.append(env)
+        if done:
+            return Outcome(f"redeploy {', '.join(done)} at {sha[:7]}", done)
+        return Outcome(f"ignored: no environment of {branch} to update")
+
+    def _on_delete(self, payload: dict[str, Any], apps: list[AppConfig]) -> Outcome:
+        if payload.get("ref_type") != "branch":
+            return Outcome(f"ignored: a deleted {payload.get('ref_type')}")
+        branch = payload["ref"]
+        sender = (payload.get("sender") or {}).get("login")
+        done = []
+        for app in apps:
+            env = env_name(app.name, branch)
+            if self._live(env):
+                self.apps.request_stop(env, requested_by=sender, source=SOURCE)
+                done.append(env)
+        if done:
+            return Outcome(f"stop {', '.join(done)}", done)
+        return Outcome(f"ignored: no environment of {branch}")
+
+    # -- comment commands -------------------------------------------------------------------------
+
+    def _on_issue_comment(self, payload: dict[str, Any], apps: list[AppConfig]) -> Outcome:
+        if payload.get("action") != "created":
+            return Outcome(f"ignored: comment {payload.get('action')}")
+        issue = payload.get("issue") or {}
+        comment = payload.get("comment") or {}
+        body = (comment.get("body") or "").strip()
+        if not issue.get("pull_request"):
+            return Outcome("ignored: a comment on an issue, not a pull request")
+        if not body.startswith(COMMAND_PREFIX):
+            return Outcome("ignored: not a /revieee command")
+        repository = payload["repository"]["full_name"]
+        user = (comment.get("user") or {}).get("login", "")
+        comment_id = int(comment["id"])
+        if self.forge is None:
+            return Outcome("ignored: no GitHub credentials to answer with")
+        line = body.splitlines()[0][len(COMMAND_PREFIX) :].strip()
+        permission = self.forge.permission(repository, user)
+        if permission not in WRITE_PERMISSIONS:
+            self.store.audit(
+                "refused", user, None, SOURCE, verb=line, reason=f"permission {permission}"
+            )
+            self.forge.react(repository, comment_id, "-1")
+            self._reply(
+                repository,
+                int(issue["number"]),
+                f"@{user} only people with write access to {repository} can run `/revieee` "
+                f"commands (you have {permission}).",
+            )
+            return Outcome(f"refused: {user} has {permission} permission")
+        pull = self.forge.pull(repository, int(issue["number"]))
+        app = apps[0]
+        try:
+            cmd = parse(self._with_defaults(line, pull))
+        except UsageError as exc:
+            self.forge.react(repository, comment_id, "confused")
+            self._reply(repository, pull.number, f"@{user}\n```\n{exc}\n```")
+            return Outcome(f"usage error: {exc}")
+        if isinstance(cmd, Deploy):
+            if not cmd.app:
+                cmd = dataclasses.replace(cmd, app=app.name)
+            if cmd.branch == branch_of(pull) and not cmd.sha:
+                cmd = dataclasses.replace(cmd, sha=pull.head_sha)
+            chosen = self.settings.apps.get(cmd.app or "", app)
+            self._link(chosen, pull)
+        elif isinstance(cmd, Stop | Status | Keep) and not cmd.app:
+            cmd = dataclasses.replace(cmd, app=app.name)
+        context = self._context(pull) if isinstance(cmd, Deploy) else {"repository": repository}
+        reply = run(cmd, self.apps, Caller(user, SOURCE, None, context, fast=True))
+        self.forge.react(repository, comment_id, "+1" if reply.ok else "confused")
+        if not reply.ok or isinstance(cmd, Status | List | Help | Keep):
+            self._reply(repository, pull.number, f"@{user}\n```\n{reply.text}\n```")
+        envs = [reply.data["env"]] if reply.data.get("env") else []
+        return Outcome(f"{'ran' if reply.ok else 'failed'}: {line}: {reply.text}", envs)
+
+    @staticmethod
+    def _with_defaults(line: str, pull: PullInfo) -> str:
+        """``/revieee deploy`` (or stop, status, keep) with no argument means this PR's branch."""
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            return line
+        verb_only = len(words) == 1 or (len(words) > 1 and words[1].startswith("-"))
+        if words and words[0].lower() in ("deploy", "stop", "status", "keep") and verb_only:
+            words.insert(1, branch_of(pull))
+        return shlex.join(words)
+
+    def _reply(self, repository: str, number: int, text: str) -> None:
+        assert self.forge is not None
+        try:
+            self.forge.upsert_comment(repository, number, None, text)
+        except GitHubError as exc:
+            log.warning("could not reply on %s#%s: %s", repository, number, exc)
