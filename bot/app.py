@@ -3,11 +3,14 @@ once, and handed to the code that needs them. Nothing builds a client at import 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.aws import AwsClients, build_clients
 from bot.config import Secrets, Settings
 from bot.engine import CommitResolver, Engine
+from bot.github.forge import GitHubForge
 from bot.operations import OperationRunner
 from bot.review import ReviewApps
 from bot.store import Store
@@ -22,6 +25,7 @@ class Runtime:
     engine: Engine
     apps: ReviewApps
     runner: OperationRunner
+    forge: GitHubForge | None = None
 
     def close(self) -> None:
         self.runner.shutdown(drain=True)
@@ -33,13 +37,17 @@ def build(
     secrets: Secrets | None = None,
     clients: AwsClients | None = None,
     commits: CommitResolver | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Runtime:
-    """Wire revieee together from validated settings."""
-    secrets = secrets or Secrets.from_environ()
+    """Wire revieee together from validated settings. With GitHub credentials in the
+    environment, branches' commits are resolved through GitHub."""
+    environ = os.environ if environ is None else environ
+    secrets = secrets or Secrets.from_environ(environ)
+    forge = GitHubForge.from_secrets(secrets, environ.get("REVIEEE_GITHUB_API_URL"))
     clients = clients or build_clients(settings.aws_retry_mode, settings.aws_max_attempts)
     store = Store(settings.database)
     engine = Engine(clients, settings)
-    apps = ReviewApps(settings, store, engine, commits)
+    apps = ReviewApps(settings, store, engine, commits or forge)
     runner = OperationRunner(
         store,
         apps.execute,
@@ -48,4 +56,4 @@ def build(
         poll_interval=min(1.0, settings.poll_interval * 4),
     )
     apps.on_enqueue.append(lambda _op: runner.wake())
-    return Runtime(settings, secrets, clients, store, engine, apps, runner)
+    return Runtime(settings, secrets, clients, store, engine, apps, runner, forge)

@@ -1,6 +1,7 @@
 """``revieee serve``: one process, a production WSGI server (waitress), the operation pool.
 
-Routes: ``POST /slack/events`` (slash commands, events, interactivity), ``GET /healthz``.
+Routes: ``POST /slack/events`` (slash commands, events, interactivity), ``POST /github/webhook``
+(when ``GITHUB_WEBHOOK_SECRET`` is set), ``GET /healthz``.
 Slack requests are signature-checked here, in constant time, before Bolt sees them: forged,
 stale or unsigned requests get 401, signed but malformed bodies 400.
 """
@@ -24,6 +25,10 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import Runtime
 from bot.config import ConfigError, Secrets
+from bot.github.events import GitHubEvents
+from bot.github.notifier import GitHubNotifier
+from bot.github.webhook import GitHubWebhook
+from bot.inbox import InboxWorker
 from bot.slack import BotIdentity, bolt_app, slack_authorizer, web_client
 from bot.slack.listeners import SlackContext, register
 from bot.slack.notifier import SlackNotifier
@@ -156,8 +161,18 @@ class Serving:
     notifier: SlackNotifier | None
     bolt: Any
     identity: BotIdentity | None = None
+    github: GitHubNotifier | None = None
+    inbox: InboxWorker | None = None
+
+    def start(self) -> None:
+        if self.inbox is not None:
+            self.inbox.start()
 
     def close(self) -> None:
+        if self.inbox is not None:
+            self.inbox.stop()
+        if self.github is not None:
+            self.github.close()
         if self.identity is not None:
             self.identity.close()
         if self.notifier is not None:
@@ -186,7 +201,35 @@ def build_serving(
         ),
     )
     handler = None if socket_mode else SlackRequestHandler(bolt)
-    return Serving(WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity)
+    serving = Serving(
+        WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity
+    )
+    _wire_github(serving, runtime, secrets, notifier)
+    return serving
+
+
+def _wire_github(
+    serving: Serving, runtime: Runtime, secrets: Secrets, slack: SlackNotifier
+) -> None:
+    """``/github/webhook`` when GITHUB_WEBHOOK_SECRET is set; PR comments and deployments when
+    GitHub credentials are."""
+    if runtime.forge is not None:
+        github = GitHubNotifier(runtime.forge, runtime.store, runtime.settings, slack.permalink)
+        runtime.apps.listeners.append(github.on_step)
+        runtime.apps.on_enqueue.append(github.on_requested)
+        serving.github = github
+    secret = secrets.get("GITHUB_WEBHOOK_SECRET")
+    if not secret:
+        log.info("github webhooks off: GITHUB_WEBHOOK_SECRET is not set")
+        return
+    events = GitHubEvents(runtime.settings, runtime.store, runtime.apps, runtime.forge)
+    inbox = InboxWorker(
+        runtime.store, lambda _source, event, payload: events.handle(event, payload)
+    )
+    serving.inbox = inbox
+    serving.app.routes[("POST", "/github/webhook")] = GitHubWebhook(
+        runtime.store, secret, inbox.wake
+    )
 
 
 class HttpServer:
@@ -239,6 +282,7 @@ def serve(
     serving = build_serving(runtime, secrets, os.environ.get("REVIEEE_SLACK_API_URL"), socket_mode)
     http = HttpServer(serving.app, host, port)
     runtime.runner.start()
+    serving.start()
     http.start()
     socket_handler = None
     if socket_mode:

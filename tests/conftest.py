@@ -22,6 +22,16 @@ from bot.sandbox import (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_outside_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own tokens or settings never reach a test (nor GitHub or Slack)."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "GITHUB_", "REVIEEE_")):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoSandbox]:
     box = MotoSandbox().start()

@@ -133,6 +133,10 @@ class FakeSlack:
             return 200, {"ok": True, "message_ts": ts}, {}
         if method == "views.publish":
             return 200, {"ok": True, "view": {"id": "V1", **(args.get("view") or {})}}, {}
+        if method == "chat.getPermalink":
+            ts_digits = str(args.get("message_ts")).replace(".", "")
+            link = f"https://acme.slack.com/archives/{channel}/p{ts_digits}"
+            return 200, {"ok": True, "channel": channel, "permalink": link}, {}
         if method == "apps.connections.open":
             if not (token or "").startswith("xapp-"):
                 return 200, {"ok": False, "error": "not_allowed_token_type"}, {}

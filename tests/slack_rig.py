@@ -230,4 +230,5 @@ def start_rig(runtime: Runtime, fake: FakeSlack) -> SlackRig:
     serving = build_serving(runtime, secrets, fake.api_url)
     server = HttpServer(serving.app, "127.0.0.1", 0, threads=4).start()
     runtime.runner.start()
+    serving.start()
     return SlackRig(runtime, fake, serving, server.port, server)

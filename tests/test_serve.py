@@ -275,6 +275,7 @@ SCOPE_OF = {
     "chat_postEphemeral": "chat:write",
     "usergroups_users_list": "usergroups:read",
     "views_publish": None,  # no scope: the app's own Home tab
+    "chat_getPermalink": None,  # no scope required
     "auth_test": None,
 }
 

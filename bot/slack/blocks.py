@@ -3,9 +3,10 @@ included), so each phase has a golden file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from bot.phases import DeployView
 
 Blocks = list[dict[str, Any]]
 
@@ -26,26 +27,6 @@ ACTION_REDEPLOY = "revieee_redeploy"
 ACTION_STOP = "revieee_stop"
 ACTION_KEEP = "revieee_keep"
 ACTION_OPEN = "revieee_open"
-
-
-@dataclass(frozen=True)
-class DeployView:
-    """What the deploy message of one environment shows."""
-
-    env: str
-    app: str
-    branch: str
-    url: str
-    phase: str
-    sha: str | None = None
-    requested_by: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    reason: str | None = None
-    serving: bool = False  # a failed redeploy: the previous version still serves
-    stopped_by: str | None = None
-    stopped_at: datetime | None = None
-    expires_at: datetime | None = None
 
 
 def who(user: str | None) -> str:
@@ -140,6 +121,11 @@ def deploy_message(
         f"*Requested by*\n{who(view.requested_by)}",
         f"*Elapsed*\n{elapsed(view.started_at, end)}",
     ]
+    if view.pull:
+        title = f" {_truncate(view.pull_title, 80)}" if view.pull_title else ""
+        by = f" by {view.pull_author}" if view.pull_author else ""
+        link = f"<{view.pull_url}|{view.pull}>" if view.pull_url else view.pull
+        fields.append(f"*Pull request*\n{link}{title}{by}")
     if view.expires_at and view.phase not in ("stopped", "stopping"):
         fields.append(f"*Expires*\n{slack_date(view.expires_at)}")
     blocks: Blocks = [

@@ -19,8 +19,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import Settings
+from bot.phases import DeployView, phase_of, view_of
 from bot.serial import SerialWorker
-from bot.slack.blocks import DeployView, deploy_message, who
+from bot.slack.blocks import deploy_message, who
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.slack")
@@ -28,31 +29,7 @@ log = logging.getLogger("revieee.slack")
 MESSAGE_KIND = "deploy"
 PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped")
 MAX_REPLY = 3500  # Slack advises keeping a message's text under 4,000 characters
-IN_PROGRESS = ("queued", "building", "deploying")
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
-
-PHASE_OF_STEP = {
-    "queued": "queued",
-    "resolving image": "building",
-    "deploying": "deploying",
-    "ready": "ready",
-    "failed": "failed",
-    "stopped": "stopped",
-}
-
-
-def phase_of(op: Operation, step: str) -> str:
-    if step in PHASE_OF_STEP:
-        return PHASE_OF_STEP[step]
-    if step.startswith("resolving"):
-        return "building"
-    if op.kind == "stop":
-        return "stopping"
-    return "deploying"
-
-
-def _parse(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp) if stamp else None
 
 
 class SlackNotifier:
@@ -71,8 +48,24 @@ class SlackNotifier:
         self.clock = clock
         self._last_phase: dict[str, str] = {}
         self._pending: dict[str, list[str]] = {}  # thread lines not yet posted, by environment
+        self._links: dict[str, str] = {}  # permalinks of deploy messages, by channel/ts
         self._worker = SerialWorker("revieee-slack", idle=lambda: not self._pending)
         self._submit = self._worker.submit
+
+    def permalink(self, env: str) -> str | None:
+        """A link to the environment's deploy message (its thread), for GitHub; None if none."""
+        ref = self.store.get_message(env, MESSAGE_KIND)
+        if ref is None:
+            return None
+        key = f"{ref['channel']}/{ref['ts']}"
+        if key not in self._links:
+            try:
+                resp = self.client.chat_getPermalink(channel=ref["channel"], message_ts=ref["ts"])
+                self._links[key] = str(resp["permalink"])
+            except (SlackApiError, KeyError) as exc:
+                log.warning("chat.getPermalink failed env=%s: %s", env, exc)
+                return None
+        return self._links[key]
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued notification has been sent (tests, shutdown)."""
@@ -149,27 +142,7 @@ class SlackNotifier:
             self._thread_reply(op, "\n".join(chunk))
 
     def _view(self, op: Operation, phase: str) -> DeployView:
-        env = self.store.get_env(op.env) or {}
-        deployments = self.store.deployments(op.env, 1)
-        dep = deployments[0] if deployments else {}
-        stopped = phase == "stopped"
-        return DeployView(
-            env=op.env,
-            app=op.app,
-            branch=op.branch,
-            url=env.get("url") or self.settings.url_for(op.app, op.env, op.branch),
-            phase=phase,
-            sha=dep.get("sha") or env.get("sha"),
-            requested_by=dep.get("requested_by") or op.requested_by,
-            started_at=_parse(dep.get("started_at")),
-            # the deploy's duration once it ended; a running clock while it is under way
-            finished_at=None if phase in IN_PROGRESS else _parse(dep.get("finished_at")),
-            reason=(env.get("error") or dep.get("failure_reason")) if phase == "failed" else None,
-            serving=phase == "failed" and env.get("status") == "running",
-            stopped_by=op.requested_by if stopped else None,
-            stopped_at=self.clock() if stopped else None,
-            expires_at=_parse(env.get("expires_at")),
-        )
+        return view_of(self.store, self.settings, op, phase, self.clock())
 
     def _render(self, op: Operation, phase: str) -> None:
         self._last_phase[op.env] = phase

@@ -1,0 +1,68 @@
+"""The living PR comment: one per environment and pull request, edited in place on every change.
+A pure function of its inputs, so it has golden files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.phases import DeployView
+
+MARK = "<!-- revieee:{env} -->"
+STATUS = {
+    "queued": (":hourglass_flowing_sand:", "Queued"),
+    "building": (":package:", "Resolving image"),
+    "deploying": (":rocket:", "Deploying"),
+    "ready": (":white_check_mark:", "Ready"),
+    "failed": (":x:", "Failed"),
+    "stopping": (":octagonal_sign:", "Stopping"),
+    "stopped": (":black_square_for_stop:", "Stopped"),
+}
+MAX_REASON = 2000
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def _who(user: str | None) -> str:
+    if not user:
+        return "someone"
+    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
+        return "a Slack user"  # Slack ids mean nothing on GitHub
+    return f"@{user}"
+
+
+def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
+    """The comment's Markdown."""
+    emoji, label = STATUS[view.phase]
+    if view.phase == "failed" and view.serving:
+        label = "Redeploy failed (the previous version still serves)"
+    name = f"[`{view.env}`]({view.url})" if view.phase == "ready" else f"`{view.env}`"
+    lines = [
+        MARK.format(env=view.env),
+        f"### {emoji} Review environment {name}: {label}",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| **URL** | {view.url} |" if view.phase != "stopped" else f"| **URL** | ~~{view.url}~~ |",
+        f"| **Commit** | `{view.sha[:7]}` |" if view.sha else "| **Commit** | - |",
+        f"| **Branch** | `{view.branch}` |",
+        f"| **App** | {view.app} |",
+        f"| **Last deploy** | {_when(view.started_at)} by {_who(view.requested_by)} |",
+    ]
+    if view.expires_at and view.phase not in ("stopped", "stopping"):
+        lines.append(f"| **Expires** | {_when(view.expires_at)} |")
+    if view.phase == "stopped":
+        lines.append(f"| **Stopped** | {_when(view.stopped_at)} by {_who(view.stopped_by)} |")
+    if view.phase == "failed" and view.reason:
+        reason = view.reason if len(view.reason) <= MAX_REASON else view.reason[:MAX_REASON] + "…"
+        lines += ["", "<details><summary>Why it failed</summary>", "", "```", reason, "```", "",
+                  "</details>"]  # fmt: skip
+    lines.append("")
+    if slack_link:
+        lines.append(f"Follow the deploy in [its Slack thread]({slack_link}).")
+    lines.append(
+        "<sub>Comment `/revieee deploy` to redeploy, `/revieee stop` to stop it, "
+        "`/revieee status` for details. This comment is updated in place.</sub>"
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""Reporting back to GitHub: the living PR comment of each environment's pull requests, and a
+GitHub deployment per deploy (``review/<env>``, transient) whose statuses follow it:
+``in_progress``, ``success`` with the environment URL (the PR's "View deployment"), ``failure``,
+and ``inactive`` once stopped. Like the Slack notifier it listens to the core and talks to
+GitHub on a thread of its own: GitHub being slow or down never slows or fails an operation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.config import Settings
+from bot.github.comment import pr_comment
+from bot.github.forge import Forge, GitHubError
+from bot.phases import phase_of, view_of
+from bot.serial import SerialWorker
+from bot.store import Operation, Store
+
+log = logging.getLogger("revieee.github")
+
+DEPLOYMENT_KIND = "gh-deployment:"
+STATE_OF_PHASE = {
+    "queued": "queued",
+    "building": "in_progress",
+    "deploying": "in_progress",
+    "ready": "success",
+    "failed": "failure",
+    "stopped": "inactive",
+}
+
+
+class GitHubNotifier:
+    def __init__(
+        self,
+        forge: Forge,
+        store: Store,
+        settings: Settings,
+        slack_link: Callable[[str], str | None] = lambda env: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.forge = forge
+        self.store = store
+        self.settings = settings
+        self.slack_link = slack_link
+        self.clock = clock
+        self._last: dict[tuple[str, str], str] = {}  # (env, target) -> last phase sent
+        self._last_state: dict[tuple[int, str], str] = {}  # (operation, repository) -> state
+        self._worker = SerialWorker("revieee-github")
+
+    def flush(self, timeout: float = 10.0) -> None:
+        self._worker.flush(timeout)
+
+    def close(self) -> None:
+        self._worker.close()
+
+    # -- core listeners ----------------------------------------------------------------------
+
+    def on_requested(self, op: Operation) -> None:
+        self._worker.submit(self._report, op, "queued" if op.kind == "deploy" else "stopping")
+
+    def on_step(self, op: Operation, step: str, message: str) -> None:
+        self._worker.submit(self._report, op, phase_of(op, step))
+
+    # -- on the worker ---------------------------------------------------------------------------
+
+    def _repositories(self, op: Operation) -> list[str]:
+        repos = [p["repository"] for p in self.store.pulls_for(op.env)]
+        if op.params.get("repository"):
+            repos.append(op.params["repository"])
+        return list(dict.fromkeys(repos))
+
+    def _report(self, op: Operation, phase: str) -> None:
+        if not self._repositories(op):
+            return  # nothing on GitHub to report to
+        if self._last.get((op.env, str(op.id))) == phase:
+            return
+        self._last[(op.env, str(op.id))] = phase
+        self._comment(op, phase)
+        self._deployment(op, phase)
+
+    def _comment(self, op: Operation, phase: str) -> None:
+        view = view_of(self.store, self.settings, op, phase, self.clock())
+        body = pr_comment(view, self.slack_link(op.env))
+        for pull in self.store.pulls_for(op.env):
+            try:
+                comment_id = self.forge.upsert_comment(
+                    pull["repository"], int(pull["number"]), pull.get("comment_id"), body
+                )
+            except GitHubError as exc:
+                self._failed(op, exc)
+                continue
+            if comment_id != pull.get("comment_id"):
+                self.store.link_pull(pull["repository"], int(pull["number"]), comment_id=comment_id)
+
+    def _deployment(self, op: Operation, phase: str) -> None:
+        state = STATE_OF_PHASE.get(phase)
+        if state is None or state == "queued":
+            return  # a deploy's deployment is created when its work starts
+        view = view_of(self.store, self.settings, op, phase, self.clock())
+        for repo in self._repositories(op):
+            kind = DEPLOYMENT_KIND + repo
+            ref = self.store.get_message(op.env, kind)
+            if self._last_state.get((op.id, repo)) == state:
+                continue
+            self._last_state[(op.id, repo)] = state
+            try:
+                if op.kind == "deploy" and (ref is None or self._operation_of(ref) != op.id):
+                    deployment_id = self.forge.create_deployment(
+                        repo,
+                        op.params.get("sha") or op.branch,
+                        f"review/{op.env}",
+                        f"revieee: {op.branch} as {op.env}",
+                    )
+                    self.store.set_message(op.env, kind, repo, f"{deployment_id}:{op.id}")
+                elif ref is not None:
+                    deployment_id = int(str(ref["ts"]).split(":")[0])
+                else:
+                    continue  # a stop with no deployment to mark inactive
+                self.forge.deployment_status(
+                    repo,
+                    deployment_id,
+                    state,
+                    environment_url=view.url if state == "success" else None,
+                    description={
+                        "in_progress": f"deploying {(view.sha or op.branch)[:12]}",
+                        "success": "ready",
+                        "failure": (view.reason or "failed")[:140],
+                        "inactive": "stopped",
+                    }[state],
+                    log_url=self.slack_link(op.env),
+                )
+            except GitHubError as exc:
+                self._failed(op, exc)
+
+    @staticmethod
+    def _operation_of(ref: dict[str, object]) -> int | None:
+        parts = str(ref["ts"]).split(":")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    def _failed(self, op: Operation, exc: GitHubError) -> None:
+        log.warning("github call failed op=%s env=%s: %s", op.id, op.env, exc)
+        self.store.audit("github error", None, op.env, "github", operation=op.id, error=str(exc))
