@@ -12,6 +12,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,7 @@ SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
 TEAM = "T0REVIEEE"
 CHANNEL = "C0REVIEW"
+WEBHOOK_SECRET = "test-webhook-secret"
 
 
 @dataclass
@@ -212,6 +214,50 @@ class SlackRig:
                 raise AssertionError(f"{env} never reached {statuses}: {row}")
             time.sleep(0.05)
 
+    def github(
+        self,
+        event: str,
+        payload: dict[str, Any] | bytes,
+        delivery: str | None = None,
+        secret: str = WEBHOOK_SECRET,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """A webhook delivery, signed (``X-Hub-Signature-256``) as GitHub signs it."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        sent = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/5f3c1e2",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or f"d{next(self._ids):08d}-0000-11ee-8000-000000000000",
+            "X-GitHub-Hook-ID": "4242",
+            "X-Hub-Signature-256": f"sha256={digest}",
+            **(headers or {}),
+        }
+        return self.request("POST", "/github/webhook", body, sent)
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Wait until the inbox has run every due delivery and queued operations have run."""
+        deadline = time.monotonic() + timeout
+        store = self.runtime.store
+        while True:
+            now = datetime.now(UTC).isoformat()
+            busy = [
+                i
+                for i in store.inbox_items()
+                if i["status"] == "running" or (i["status"] == "pending" and i["due_at"] <= now)
+            ]
+            ops = store.operations(status="queued") + store.operations(status="running")
+            if not busy and not ops:
+                if self.serving.notifier is not None:
+                    self.serving.notifier.flush()
+                if self.serving.github is not None:
+                    self.serving.github.flush()
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never settled: inbox {busy}, operations {ops}")
+            time.sleep(0.05)
+
     def deploy_message(self, env: str) -> dict[str, Any]:
         ref = self.runtime.store.get_message(env, "deploy")
         assert ref is not None, f"no deploy message recorded for {env}"
@@ -226,7 +272,13 @@ class SlackRig:
 
 
 def start_rig(runtime: Runtime, fake: FakeSlack) -> SlackRig:
-    secrets = Secrets.from_environ({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET})
+    secrets = Secrets.from_environ(
+        {
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+    )
     serving = build_serving(runtime, secrets, fake.api_url)
     server = HttpServer(serving.app, "127.0.0.1", 0, threads=4).start()
     runtime.runner.start()

@@ -105,16 +105,19 @@ class GitHubEvents:
     # -- dispatch ------------------------------------------------------------------------------
 
     def handle(self, event: str, payload: dict[str, Any]) -> Outcome:
-        if event == STOP_AFTER_CLOSE:
-            return self._stop_after_close(payload)
-        repository = (payload.get("repository") or {}).get("full_name", "")
+        repository = payload.get("repository") or ""
+        if isinstance(repository, dict):  # a webhook's; a delayed action names it plainly
+            repository = repository.get("full_name", "")
         apps = self.apps_for(repository)
-        if event not in HANDLED:
-            return Outcome(f"ignored: {event} events do nothing")
-        if not apps:
-            return Outcome(f"ignored: no app is built from {repository or 'that repository'}")
-        handler = getattr(self, f"_on_{event}")
-        outcome: Outcome = handler(payload, apps)
+        outcome: Outcome
+        if event == STOP_AFTER_CLOSE:
+            outcome = self._stop_after_close(payload)
+        elif event not in HANDLED:
+            outcome = Outcome(f"ignored: {event} events do nothing")
+        elif not apps:
+            outcome = Outcome(f"ignored: no app is built from {repository or 'that repository'}")
+        else:
+            outcome = getattr(self, f"_on_{event}")(payload, apps)
         sender = (payload.get("sender") or {}).get("login")
         envs: list[str | None] = list(outcome.envs) or [None]
         for env in envs:
@@ -238,6 +241,8 @@ class GitHubEvents:
                     self._link(app, pull)
                     self.apps.request_stop(env, requested_by=sender, source=SOURCE)
                     done.append(env)
+                else:
+                    why.append(f"{env} is not running")
             elif action == "closed":
                 if not self.store.get_pull(pull.repository, pull.number) and not self._live(env):
                     why.append(f"{env} does not exist")
