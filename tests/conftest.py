@@ -28,7 +28,7 @@ def no_outside_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith(("SLACK_", "GITHUB_", "REVIEEE_")):
+        if name.startswith(("SLACK_", "GITHUB_", "REVIEEE_")) and name != "REVIEEE_UPDATE_GOLDEN":
             monkeypatch.delenv(name)
 
 
