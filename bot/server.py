@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -163,6 +164,7 @@ class Serving:
     identity: BotIdentity | None = None
     github: GitHubNotifier | None = None
     inbox: InboxWorker | None = None
+    pool: ThreadPoolExecutor | None = None  # Slack replies that follow an ack
 
     def start(self) -> None:
         if self.inbox is not None:
@@ -175,6 +177,8 @@ class Serving:
             self.github.close()
         if self.identity is not None:
             self.identity.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         if self.notifier is not None:
             self.notifier.close()
 
@@ -194,15 +198,30 @@ def build_serving(
     runtime.apps.on_enqueue.append(notifier.on_requested)
     identity = BotIdentity(client, token).start()
     bolt = bolt_app(client, signing_secret or "socket-mode", identity)
+    pool = ThreadPoolExecutor(4, thread_name_prefix="revieee-slack-reply")
+
+    def later(fn: Callable[..., Any], *args: Any) -> None:
+        def safe() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("slack reply failed")
+
+        pool.submit(safe)
+
     register(
         bolt,
         SlackContext(
-            runtime.apps, runtime.store, slack_authorizer(runtime.settings, client), notifier
+            runtime.apps,
+            runtime.store,
+            slack_authorizer(runtime.settings, client),
+            notifier,
+            later=later,
         ),
     )
     handler = None if socket_mode else SlackRequestHandler(bolt)
     serving = Serving(
-        WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity
+        WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity, pool=pool
     )
     _wire_github(serving, runtime, secrets, notifier)
     return serving

@@ -87,7 +87,7 @@ class BotIdentity:
 
 
 def bolt_app(client: WebClient, signing_secret: str, identity: BotIdentity) -> App:
-    """A Bolt app that acks as soon as a listener calls ``ack()`` and runs the rest after."""
+    """The Bolt app: its listeners ack within milliseconds (see ``listeners``)."""
     # Bolt takes either a token or an authorize function: its client carries no token, each
     # request's client (a copy: same base URL, retry handlers) gets it from ``authorize``.
     tokenless = WebClient(
@@ -98,6 +98,9 @@ def bolt_app(client: WebClient, signing_secret: str, identity: BotIdentity) -> A
         signing_secret=signing_secret,
         # a plain function: Bolt passes arguments by name and would pass ``self`` twice
         authorize=lambda enterprise_id, team_id: identity.authorize(enterprise_id, team_id),
-        process_before_response=False,
+        # Listeners run in the request's thread and the answer goes out when they return: they
+        # only persist and ack (slow replies go to a background pool). Bolt's other mode hands
+        # each listener to a pool and polls for the ack every 10 ms, holding the request thread.
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
     )

@@ -1,5 +1,10 @@
 """Thin Bolt listeners: parse, check who may, persist through the core, ack, hand over.
 
+Listeners run in the request's thread (Bolt's ``process_before_response``): a slash command is
+parsed, checked and persisted (SQLite only) before its ack; buttons, reactions and the Home tab
+ack at once and do the rest on ``later`` (a small pool), since they answer through Slack's Web
+API.
+
 Every slash command is answered within Slack's 3 seconds whatever AWS is doing: the request is
 only persisted (SQLite) before the ack, and the work runs on the operation pool. Events are
 de-duplicated on ``event_id`` (Slack retries, ``X-Slack-Retry-Num``).
@@ -46,6 +51,7 @@ class SlackContext:
     authz: Authorizer
     notifier: SlackNotifier
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    later: Callable[..., Any] = lambda fn, *args: fn(*args)  # the background pool in production
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -125,55 +131,64 @@ def _button(ctx: SlackContext) -> Callable[..., None]:
         respond: Callable[..., Any],
     ) -> None:
         ack()
-        action = body["actions"][0]
-        user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id")
-        env = action["value"]
-        try:
-            row = ctx.apps.find_env(env)
-        except RequestError as exc:
-            _tell(client, user, channel, respond if channel else None, str(exc))
-            return
-        cmd: Command
-        if action["action_id"] == ACTION_REDEPLOY:
-            cmd = Deploy(branch=row["branch"], app=row["app"])
-        elif action["action_id"] == ACTION_STOP:
-            cmd = Stop(env=row["name"])
-        else:
-            cmd = Keep(env=row["name"])
-        reply = run(cmd, ctx.apps, _caller(ctx, user, channel, body.get("response_url")))
-        if not reply.ok or isinstance(cmd, Keep):
-            _tell(client, user, channel, respond if channel else None, _reply_text(cmd, reply))
-        if isinstance(cmd, Keep) and reply.ok:
-            ctx.notifier.refresh(row["name"])
-        if body.get("view", {}).get("type") == "home":
-            publish_home(ctx, client, user)
+        ctx.later(_clicked, ctx, body, client, respond)
 
     return button
 
 
+def _clicked(
+    ctx: SlackContext, body: dict[str, Any], client: WebClient, respond: Callable[..., Any]
+) -> None:
+    action = body["actions"][0]
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id")
+    env = action["value"]
+    try:
+        row = ctx.apps.find_env(env)
+    except RequestError as exc:
+        _tell(client, user, channel, respond if channel else None, str(exc))
+        return
+    cmd: Command
+    if action["action_id"] == ACTION_REDEPLOY:
+        cmd = Deploy(branch=row["branch"], app=row["app"])
+    elif action["action_id"] == ACTION_STOP:
+        cmd = Stop(env=row["name"])
+    else:
+        cmd = Keep(env=row["name"])
+    reply = run(cmd, ctx.apps, _caller(ctx, user, channel, body.get("response_url")))
+    if not reply.ok or isinstance(cmd, Keep):
+        _tell(client, user, channel, respond if channel else None, _reply_text(cmd, reply))
+    if isinstance(cmd, Keep) and reply.ok:
+        ctx.notifier.refresh(row["name"])
+    if body.get("view", {}).get("type") == "home":
+        publish_home(ctx, client, user)
+
+
 def _reaction(ctx: SlackContext) -> Callable[..., None]:
     def reaction(event: dict[str, Any], client: WebClient) -> None:
-        name = str(event.get("reaction", "")).split("::")[0]  # drop skin tones
-        item = event.get("item") or {}
-        if name not in ctx.apps.settings.stop_reactions or item.get("type") != "message":
-            return
-        env = ctx.store.env_for_message(item.get("channel", ""), item.get("ts", ""))
-        if env is None:
-            return  # a reaction on any other message does nothing
-        user = event["user"]
-        reply = run(Stop(env=env), ctx.apps, _caller(ctx, user, item["channel"], None))
-        if not reply.ok:
-            _tell(client, user, item["channel"], None, _reply_text(Stop(env=env), reply))
+        ctx.later(_reacted, ctx, event, client)
 
     return reaction
 
 
+def _reacted(ctx: SlackContext, event: dict[str, Any], client: WebClient) -> None:
+    name = str(event.get("reaction", "")).split("::")[0]  # drop skin tones
+    item = event.get("item") or {}
+    if name not in ctx.apps.settings.stop_reactions or item.get("type") != "message":
+        return
+    env = ctx.store.env_for_message(item.get("channel", ""), item.get("ts", ""))
+    if env is None:
+        return  # a reaction on any other message does nothing
+    user = event["user"]
+    reply = run(Stop(env=env), ctx.apps, _caller(ctx, user, item["channel"], None))
+    if not reply.ok:
+        _tell(client, user, item["channel"], None, _reply_text(Stop(env=env), reply))
+
+
 def _home(ctx: SlackContext) -> Callable[..., None]:
     def home(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") != "home":
-            return
-        publish_home(ctx, client, event["user"])
+        if event.get("tab", "home") == "home":
+            ctx.later(publish_home, ctx, client, event["user"])
 
     return home
 
