@@ -184,7 +184,11 @@ class Serving:
 
 
 def build_serving(
-    runtime: Runtime, secrets: Secrets, slack_api_url: str | None = None, socket_mode: bool = False
+    runtime: Runtime,
+    secrets: Secrets,
+    slack_api_url: str | None = None,
+    socket_mode: bool = False,
+    reply_workers: int = 4,
 ) -> Serving:
     """Wire the Slack app, the notifier and the WSGI app on top of a runtime."""
     token = secrets.require("SLACK_BOT_TOKEN")
@@ -198,7 +202,7 @@ def build_serving(
     runtime.apps.on_enqueue.append(notifier.on_requested)
     identity = BotIdentity(client, token).start()
     bolt = bolt_app(client, signing_secret or "socket-mode", identity)
-    pool = ThreadPoolExecutor(4, thread_name_prefix="revieee-slack-reply")
+    pool = ThreadPoolExecutor(reply_workers, thread_name_prefix="revieee-slack-reply")
 
     def later(fn: Callable[..., Any], *args: Any) -> None:
         def safe() -> None:

@@ -198,7 +198,15 @@ class SlackRig:
 
     # -- waiting -------------------------------------------------------------------------------
 
+    def drain(self) -> None:
+        """Wait for the replies that follow acks (buttons, reactions, Home) and notifications."""
+        assert self.serving.pool is not None
+        self.serving.pool.submit(lambda: None).result(timeout=20)
+        if self.serving.notifier is not None:
+            self.serving.notifier.flush()
+
     def wait_status(self, env: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
+        self.drain()
         deadline = time.monotonic() + timeout
         while True:
             row = self.runtime.store.get_env(env)
@@ -279,7 +287,8 @@ def start_rig(runtime: Runtime, fake: FakeSlack) -> SlackRig:
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
     )
-    serving = build_serving(runtime, secrets, fake.api_url)
+    # one reply worker: replies run in order, so a test can wait for them (``drain``)
+    serving = build_serving(runtime, secrets, fake.api_url, reply_workers=1)
     server = HttpServer(serving.app, "127.0.0.1", 0, threads=4).start()
     runtime.runner.start()
     serving.start()

@@ -306,7 +306,7 @@ def test_the_stop_reaction_on_the_message_stops_the_environment(
     ref = deployed(rig)
     assert rig.reaction(ref["ts"], "thumbsup").status == 200  # another emoji: nothing
     assert rig.reaction("999.000001").status == 200  # another message: nothing
-    rig.serving.notifier.flush()  # type: ignore[union-attr]
+    rig.drain()
     assert [op.kind for op in rig.runtime.store.operations(env=ENV)] == ["deploy"]
 
     resp = rig.reaction(ref["ts"], "octagonal_sign::skin-tone-2")  # Slack appends skin tones
@@ -326,7 +326,7 @@ def test_configured_stop_reactions(make_rig: MakeRig, tasks_run: None) -> None:
     rig = make_rig(stop_reactions=["x", "no_entry"])
     ref = deployed(rig)
     rig.reaction(ref["ts"], "octagonal_sign")  # no longer a stop reaction
-    rig.serving.notifier.flush()  # type: ignore[union-attr]
+    rig.drain()
     assert rig.runtime.store.get_env(ENV)["status"] == "running"  # type: ignore[index]
     rig.reaction(ref["ts"], "no_entry")
     rig.wait_status(ENV, "stopped")
@@ -347,7 +347,7 @@ def test_duplicate_and_retried_events_are_processed_once(rig: SlackRig, tasks_ru
     for retry in (None, 1, 2):
         assert rig.event(opened, event_id="Ev0HOMEONCE", retry=retry).status == 200
     rig.fake.wait_for(lambda: len(rig.fake.of("views.publish")) >= 1)
-    time.sleep(0.3)  # a second publish, if there were one, would have arrived by now
+    rig.drain()  # a second publish, if there were one, has been made by now
     assert len(rig.fake.of("views.publish")) == 1
 
 
@@ -413,7 +413,7 @@ def test_app_home_shows_mine_and_all_running_and_its_buttons_work(
     rig.fake.wait_for(lambda: len(rig.fake.of("views.publish")) >= 2)  # refreshed
     # the messages tab is not the Home tab: nothing is published
     rig.event({"type": "app_home_opened", "user": "U0ALICE", "channel": "D0A", "tab": "messages"})
-    time.sleep(0.3)
+    rig.drain()
     assert len(rig.fake.of("views.publish")) == 2
 
 

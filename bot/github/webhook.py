@@ -60,11 +60,17 @@ class GitHubWebhook:
             return _answer(start_response, "200 OK", {"ok": True, "pong": payload.get("zen", "")})
         if event not in HANDLED:
             return _answer(start_response, "202 Accepted", {"ok": True, "ignored": event})
-        item = self.store.inbox_add(SOURCE, event, json.dumps(payload), delivery=delivery)
+        # the JSON as received (already checked to be an object): no second serialisation
+        text = body.decode() if payload_is_body(environ) else json.dumps(payload)
+        item = self.store.inbox_add(SOURCE, event, text, delivery=delivery)
         if item is None:
             return _answer(start_response, "200 OK", {"ok": True, "duplicate": delivery})
         self.wake()
         return _answer(start_response, "202 Accepted", {"ok": True, "queued": item})
+
+
+def payload_is_body(environ: dict[str, Any]) -> bool:
+    return not str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded")
 
 
 def _payload(body: bytes, content_type: str) -> dict[str, Any] | None:
