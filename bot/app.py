@@ -44,7 +44,9 @@ def build(
     environ = os.environ if environ is None else environ
     secrets = secrets or Secrets.from_environ(environ)
     forge = GitHubForge.from_secrets(secrets, environ.get("REVIEEE_GITHUB_API_URL"))
-    clients = clients or build_clients(settings.aws_retry_mode, settings.aws_max_attempts)
+    clients = clients or build_clients(
+        settings.aws_retry_mode, settings.aws_max_attempts, pool_size=max(10, settings.workers + 4)
+    )
     store = Store(settings.database)
     engine = Engine(clients, settings)
     apps = ReviewApps(settings, store, engine, commits or forge)

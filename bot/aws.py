@@ -37,16 +37,19 @@ def build_clients(
     retry_mode: str = "adaptive",
     max_attempts: int = 8,
     session: boto3.session.Session | None = None,
+    pool_size: int = 10,
 ) -> AwsClients:
     """Build every AWS client once; called by the composition root, never at import time.
 
-    ``max_attempts`` counts every attempt of a call, the first one included."""
+    ``max_attempts`` counts every attempt of a call, the first one included; ``pool_size``
+    (HTTP connections per client) should cover the worker threads sharing the clients."""
     session = session or boto3.session.Session()
     config = Config(
         retries={"mode": retry_mode, "total_max_attempts": max_attempts},  # type: ignore[arg-type]
         user_agent_extra="revieee",
         connect_timeout=10,
         read_timeout=60,
+        max_pool_connections=pool_size,
     )
     clients = {name: session.client(name, config=config) for name in SERVICES}  # type: ignore[call-overload]
     return AwsClients(**clients)
