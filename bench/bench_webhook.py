@@ -158,6 +158,11 @@ def main() -> None:
             for i in range(10):  # warm-up, not counted
                 deliver(10_000 + i, branches[i % len(branches)], "0" * 40)
 
+            sequential = sorted(
+                deliver(30_000 + n, branches[n % len(branches)], f"{n + 1:040x}")[1]
+                for n in range(100)
+            )
+
             def one(n: int) -> tuple[int, float]:
                 # new commits on the branches being deployed: each is queued behind the deploy
                 return deliver(20_000 + n, branches[n % len(branches)], f"{n:040x}")
@@ -179,9 +184,13 @@ def main() -> None:
                 f"deploys in progress: {running_before} before, {running_after['running']} "
                 f"after ({running_after['queued']} queued)"
             )
+            print(
+                f"one at a time               n=100 p50={statistics.median(sequential):.1f} ms  "
+                f"p99={sequential[98]:.1f}"
+            )
             p99 = pct(99)
             print(
-                f"pull_request deliveries     n={len(latencies)} "
+                f"concurrency {args.concurrency:<15} n={len(latencies)} "
                 f"p50={statistics.median(latencies):.1f} ms  p90={pct(90):.1f}  p99={p99:.1f}  "
                 f"max={latencies[-1]:.1f}  non-202={len(bad)}  "
                 f"goal p99<{GOAL_MS:g} ms: {'met' if p99 < GOAL_MS else 'MISSED'}"
