@@ -543,6 +543,9 @@ def test_commands_are_acknowledged_while_aws_hangs(
             resp = rig.command(text)  # the ack (Slack allows 3 s; the client's timeout is 10 s)
             assert resp.status == 200, text
         assert {op.status for op in rig.runtime.store.operations()} <= {"queued", "running"}
+        deadline = time.monotonic() + 10
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert accepted, "the worker did reach for AWS (and hangs there)"
     finally:
         stop.set()
