@@ -143,8 +143,13 @@ class GitHubForge:
         return cls(api_url or DEFAULT_API_URL, token=token, app_id=app_id, private_key=key)
 
     def _client(self, auth: Auth.Auth) -> Github:
+        # lazy: objects are built from their URL, with no GET before each call
         return Github(
-            auth=auth, base_url=self.api_url, timeout=int(self._timeout), retry=self._retry
+            auth=auth,
+            base_url=self.api_url,
+            timeout=int(self._timeout),
+            retry=self._retry,
+            lazy=True,
         )
 
     def _for(self, repository: str) -> Github:
@@ -171,8 +176,7 @@ class GitHubForge:
             return self._clients[key]
 
     def _repo(self, repository: str) -> Any:
-        # lazy=True: no GET of the repository before each call
-        return self._for(repository).get_repo(repository, lazy=True)
+        return self._for(repository).get_repo(repository)
 
     # -- Forge ---------------------------------------------------------------------------------
 
@@ -272,7 +276,7 @@ class GitHubForge:
             if environment_url:
                 kwargs["environment_url"] = environment_url
             if log_url:
-                kwargs["log_url"] = log_url
+                kwargs["target_url"] = log_url  # PyGithub's name for the status's log link
             deployment.create_status(state, **kwargs)
         except Exception as exc:
             what = f"status {state} of deployment {deployment_id} in {repository}"

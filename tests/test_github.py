@@ -1,0 +1,267 @@
+"""GitHub with its REST API: comment commands, the living PR comment, the Deployments API,
+GitHub's errors and App tokens. PyGithub talks over HTTP to ``tests/fake_github_rest.py``;
+webhooks are the recorded payloads, signed, sent into the running server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.app import build
+from bot.aws import AwsClients
+from bot.config import settings_from_mapping
+from bot.naming import env_name
+from bot.sandbox import Seeded, fake_sha, push_image, sandbox_config
+from tests.fake_github_rest import FakeGitHub
+from tests.fake_slack import FakeSlack
+from tests.slack_rig import SlackRig, start_rig
+from tests.test_github_webhooks import FIXTURES, HEAD_SHA, REPO
+
+ENV = env_name("shop", "changes")
+Make = Callable[..., SlackRig]
+
+
+@pytest.fixture
+def gh() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+    fake.branches[(REPO, "changes")] = HEAD_SHA
+    fake.branches[("acme/shop-api", "main")] = fake_sha("apimain")
+    fake.add_pull(REPO, 2, "changes", HEAD_SHA)
+    fake.permissions[(REPO, "Codertocat")] = "write"
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def make(
+    seeded: Seeded, aws: AwsClients, tmp_path: Path, tasks_run: None, gh: FakeGitHub
+) -> Iterator[Make]:
+    rigs: list[tuple[SlackRig, FakeSlack]] = []
+
+    def make(environ: dict[str, str] | None = None) -> SlackRig:
+        config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
+        config["apps"]["shop"]["services"]["web"]["repository"] = REPO
+        config["apps"]["shop"].update(pull_requests="label", label="bug")
+        push_image(aws.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
+        env = environ or {"GITHUB_TOKEN": "ghp_test"}
+        env = {**env, "REVIEEE_GITHUB_API_URL": gh.url}
+        slack = FakeSlack()
+        rig = start_rig(
+            build(settings_from_mapping(config, environ={}), clients=aws, environ=env), slack
+        )
+        rigs.append((rig, slack))
+        return rig
+
+    yield make
+    for rig, slack in rigs:
+        rig.close()
+        slack.close()
+
+
+def comment(body: str, user: str = "Codertocat", number: int = 2) -> bytes:
+    payload = copy.deepcopy(
+        json.loads((FIXTURES / "issue_comment/created.payload.json").read_text())
+    )
+    payload["issue"]["number"] = number
+    payload["issue"]["pull_request"] = {
+        "url": f"https://api.github.com/repos/{REPO}/pulls/{number}"
+    }
+    payload["comment"]["body"] = body
+    payload["comment"]["user"]["login"] = user
+    payload["sender"]["login"] = user
+    return json.dumps(payload).encode()
+
+
+def comment_id() -> int:
+    return int(
+        json.loads((FIXTURES / "issue_comment/created.payload.json").read_text())["comment"]["id"]
+    )
+
+
+def outcome(rig: SlackRig) -> str:
+    events = [e for e in rig.runtime.store.audit_events() if e["action"] == "github event"]
+    return str(json.loads(events[-1]["detail"])["outcome"])
+
+
+def test_a_comment_deploys_and_github_follows_the_deploy(make: Make, gh: FakeGitHub) -> None:
+    rig = make()
+    assert rig.github("issue_comment", comment("/revieee deploy")).status == 202
+    rig.settle()
+    assert outcome(rig).startswith("ran: deploy")
+    assert rig.runtime.store.get_env(ENV)["status"] == "running"  # type: ignore[index]
+    assert (comment_id(), "+1", REPO) in gh.reactions
+    (dep,) = rig.runtime.store.deployments(ENV)
+    assert (dep["sha"], dep["requested_by"], dep["source"]) == (HEAD_SHA, "Codertocat", "github")
+
+    # one living comment: posted once, then edited in place
+    gh.wait_for(lambda: any("Ready" in c["body"] for c in gh.comments.values()))
+    assert len(gh.of("POST", r"/issues/2/comments$")) == 1
+    assert len(gh.of("PATCH", r"/issues/comments/\d+$")) >= 1
+    (living,) = gh.comments.values()
+    assert f"<!-- revieee:{ENV} -->" in living["body"]
+    assert f"https://{ENV}.review.example.test" in living["body"]
+    assert rig.runtime.store.get_pull(REPO, 2)["comment_id"] == living["id"]  # type: ignore[index]
+
+    # a deployment for the deploy, transient, whose statuses follow it
+    (deployment,) = gh.deployments.values()
+    assert deployment["environment"] == f"review/{ENV}"
+    assert deployment["transient_environment"] is True
+    assert deployment["production_environment"] is False
+    assert deployment["ref"] == HEAD_SHA
+    gh.wait_for(lambda: [s["state"] for s in gh.statuses[deployment["id"]]][-1:] == ["success"])
+    states = [s["state"] for s in gh.statuses[deployment["id"]]]
+    assert states == ["in_progress", "success"]
+    assert (
+        gh.statuses[deployment["id"]][-1]["environment_url"] == f"https://{ENV}.review.example.test"
+    )
+
+    # stop from the PR: the deployment goes inactive, the comment says so (still one comment)
+    rig.github("issue_comment", comment("/revieee stop"))
+    rig.settle()
+    assert rig.runtime.store.get_env(ENV)["status"] == "stopped"  # type: ignore[index]
+    gh.wait_for(lambda: gh.statuses[deployment["id"]][-1]["state"] == "inactive")
+    gh.wait_for(lambda: "Stopped" in next(iter(gh.comments.values()))["body"])
+    assert len(gh.comments) == 1
+    assert all(c.token == "ghp_test" for c in gh.calls)
+
+
+def test_status_and_help_are_answered_in_the_pr(make: Make, gh: FakeGitHub) -> None:
+    rig = make()
+    rig.github("issue_comment", comment("/revieee help"))
+    rig.settle()
+    (reply,) = gh.comments.values()
+    assert reply["body"].startswith("@Codertocat") and "deploy BRANCH" in reply["body"]
+    rig.github("issue_comment", comment("/revieee frobnicate"))
+    rig.settle()
+    assert (comment_id(), "confused", REPO) in gh.reactions
+    assert any("unknown command 'frobnicate'" in c["body"] for c in gh.comments.values())
+    assert rig.runtime.store.operations() == []
+
+
+def test_comment_commands_need_write_permission(make: Make, gh: FakeGitHub) -> None:
+    rig = make()
+    gh.permissions[(REPO, "mallory")] = "read"
+    rig.github("issue_comment", comment("/revieee deploy", user="mallory"))
+    rig.settle()
+    assert outcome(rig) == "refused: mallory has read permission"
+    assert (comment_id(), "-1", REPO) in gh.reactions
+    (reply,) = gh.comments.values()
+    assert "only people with write access" in reply["body"]
+    assert rig.runtime.store.operations() == []
+    refused = [e for e in rig.runtime.store.audit_events() if e["action"] == "refused"]
+    assert refused and refused[0]["actor"] == "mallory"
+
+
+def test_a_maintainer_comment_deploys_a_fork(make: Make, gh: FakeGitHub, aws: AwsClients) -> None:
+    rig = make()
+    fork_sha = "9" * 40
+    gh.add_pull(REPO, 7, "changes", fork_sha, head_repo="mallory/Hello-World", author="mallory")
+    push_image(aws.ecr, "shop-web", f"mallory-changes-{fork_sha[:7]}")
+    gh.branches[(REPO, "mallory:changes")] = fork_sha  # as the resolver sees it
+    rig.github("issue_comment", comment("/revieee deploy", number=7))
+    rig.settle()
+    env = env_name("shop", "mallory:changes")
+    assert env != ENV
+    row = rig.runtime.store.get_env(env)
+    assert row is not None and row["status"] == "running", row
+    assert rig.runtime.store.deployments(env)[0]["sha"] == fork_sha
+    assert rig.runtime.store.get_pull(REPO, 7)["fork"] == 1  # type: ignore[index]
+
+
+def test_slack_and_terminal_deploys_resolve_the_commit_through_github(
+    make: Make, gh: FakeGitHub
+) -> None:
+    rig = make()
+    rig.command("deploy changes")
+    rig.wait_status(ENV, "running")
+    assert rig.runtime.store.deployments(ENV)[0]["sha"] == HEAD_SHA
+    asked = {c.path for c in gh.of("GET", r"/branches/")}
+    assert f"/repos/{REPO}/branches/changes" in asked
+    assert "/repos/acme/shop-api/branches/changes" in asked  # then its default branch
+    assert "/repos/acme/shop-api/branches/main" in asked
+
+
+def test_github_errors(make: Make, gh: FakeGitHub) -> None:
+    rig = make()
+    # 5xx: retried by the client, then it works
+    gh.fail("GET", r"/collaborators/", 502, times=2)
+    rig.github("issue_comment", comment("/revieee status"))
+    rig.settle()
+    # the permission check got through; the command ran (nothing is deployed yet)
+    assert outcome(rig) == "failed: status: no environment named 'changes'; `list` shows them"
+    assert len(gh.of("GET", r"/collaborators/Codertocat/permission")) == 3
+
+    # a rate limit with a far reset: the delivery waits for the reset instead of a thread
+    reset = gh.rate_limit("GET", r"/collaborators/", reset_in=3600, times=10)
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    (waiting,) = rig.runtime.store.inbox_items("pending")
+    assert waiting["due_at"][:16] == datetime.fromtimestamp(reset, UTC).isoformat()[:16]
+    assert "403" in waiting["error"]
+    assert rig.runtime.store.operations() == []
+
+    # 404 on the pull request: the delivery fails after its attempts, with the reason
+    gh.faults.clear()
+    rig.runtime.store.db.conn.execute(
+        "update inbox set status = 'done' where id = ?", [waiting["id"]]
+    )
+    rig.github("issue_comment", comment("/revieee deploy", number=99))
+    rig.settle()
+    (retrying,) = rig.runtime.store.inbox_items("pending")
+    assert "404" in retrying["error"]
+
+
+def test_a_github_app_gets_installation_tokens(make: Make, gh: FakeGitHub) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    gh.app_id, gh.app_public_key, gh.tokens = "123456", public, set()
+    gh.token_ttl = 22  # a token is "about to expire" (PyGithub: 20 s ahead) 2 s after issue
+    rig = make({"GITHUB_APP_ID": "123456", "GITHUB_APP_PRIVATE_KEY": private})
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    assert rig.runtime.store.get_env(ENV)["status"] == "running"  # type: ignore[index]
+    assert len(gh.of("GET", rf"/repos/{REPO}/installation$")) == 1
+    assert gh.of("POST", r"/app/installations/4242/access_tokens")
+    used = {
+        c.token for c in gh.calls if "/app/" not in c.path and not c.path.endswith("/installation")
+    }
+    assert used and all(t.startswith("ghs_") for t in used)
+
+    # installation tokens are refreshed before they expire
+    first = len(gh.issued)
+    time.sleep(2.5)
+    rig.github("issue_comment", comment("/revieee status"))
+    rig.settle()
+    assert outcome(rig).startswith("ran: status")
+    assert len(gh.issued) > first
+    assert not [c for c in gh.calls if c.token.startswith("ghs_") and c.token not in gh.issued]
+
+
+def test_the_bad_app_configuration_is_refused_at_start(tmp_path: Path) -> None:
+    from bot.config import ConfigError, Secrets
+    from bot.github.forge import GitHubForge
+
+    with pytest.raises(ConfigError, match="GITHUB_APP_PRIVATE_KEY"):
+        GitHubForge.from_secrets(Secrets.from_environ({"GITHUB_APP_ID": "1"}), None)
+    with pytest.raises(ConfigError, match="must be a number"):
+        GitHubForge.from_secrets(
+            Secrets.from_environ({"GITHUB_APP_ID": "x", "GITHUB_APP_PRIVATE_KEY": "k"}), None
+        )
+    assert GitHubForge.from_secrets(Secrets.from_environ({}), None) is None
