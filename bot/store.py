@@ -26,6 +26,13 @@ BUSY_TIMEOUT_MS = 10_000
 ENV_ACTIVE = ("queued", "deploying", "running", "failed", "stopping")
 
 
+def _column(name: str) -> str:
+    """A column name from our own code, checked before it is put into SQL."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a column name: {name!r}")
+    return name
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -305,9 +312,23 @@ class Store:
                 "last_activity_at": stamp,
                 **fields,
             }
-            self.db.table("environments").insert(row)
+            self._insert("environments", row)
         else:
-            self.db.table("environments").update(name, {"updated_at": stamp, **fields})
+            # plain SQL on the request path: sqlite-utils' update introspects the table first
+            # (several statements, each a chance to wait for the interpreter under load)
+            changes = {"updated_at": stamp, **fields}
+            columns = ", ".join(f"[{_column(k)}] = ?" for k in changes)
+            self.db.conn.execute(
+                f"update environments set {columns} where name = ?", [*changes.values(), name]
+            )
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        columns = ", ".join(f"[{_column(k)}]" for k in row)
+        marks = ", ".join("?" for _ in row)
+        cur = self.db.conn.execute(
+            f"insert into [{table}] ({columns}) values ({marks})", list(row.values())
+        )
+        return int(cur.lastrowid or 0)
 
     def list_envs(
         self,
@@ -378,8 +399,8 @@ class Store:
     ) -> tuple[Operation, list[int]]:
         """Persist an operation; supersede queued (not running) ones of the same environment."""
         with self.immediate() as db:
-            table = db.table("operations")
-            table.insert(
+            op_id = self._insert(
+                "operations",
                 {
                     "kind": kind,
                     "env": env,
@@ -391,9 +412,8 @@ class Store:
                     "source": source,
                     "created_at": now_iso(),
                     "attempts": 0,
-                }
+                },
             )
-            op_id = int(table.last_pk or 0)
             superseded = [
                 r[0]
                 for r in db.conn.execute(
@@ -531,7 +551,8 @@ class Store:
         source: str | None = None,
         **detail: Any,
     ) -> None:
-        self.db.table("audit_events").insert(
+        self._insert(
+            "audit_events",
             {
                 "at": now_iso(),
                 "actor": actor,
@@ -539,7 +560,7 @@ class Store:
                 "env": env,
                 "source": source,
                 "detail": json.dumps(detail, sort_keys=True, default=str),
-            }
+            },
         )
 
     def audit_events(self, env: str | None = None) -> list[dict[str, Any]]:
