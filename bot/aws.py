@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-SERVICES = ("ecs", "servicediscovery", "ecr", "ec2")
+SERVICES = ("ecs", "servicediscovery", "ecr", "ec2", "codebuild", "logs")
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,11 @@ class AwsClients:
     servicediscovery: Any
     ecr: Any
     ec2: Any
+    codebuild: Any
+    logs: Any
 
     def all(self) -> list[Any]:
-        return [self.ecs, self.servicediscovery, self.ecr, self.ec2]
+        return [self.ecs, self.servicediscovery, self.ecr, self.ec2, self.codebuild, self.logs]
 
 
 def build_clients(

@@ -77,6 +77,19 @@ class ServiceConfig:
     memory: int | None = None
     public: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
+    image_source: str = "existing"  # existing | wait | codebuild
+    codebuild_project: str | None = None
+    wait_timeout: float = 1800.0
+    build_timeout: float = 3600.0
+    delete_images: bool | None = None  # None: delete what revieee built (codebuild)
+    wait_workflow: str | None = None  # wait: the CI workflow that pushes the image (None: any)
+
+    @property
+    def deletes_images(self) -> bool:
+        """Whether images built for an environment are deleted when it stops."""
+        if self.delete_images is None:
+            return self.image_source == "codebuild"
+        return self.delete_images and self.image_source == "codebuild"
 
     @property
     def needs_sha(self) -> bool:
@@ -139,6 +152,9 @@ class Settings:
     stop_reactions: tuple[str, ...] = ("octagonal_sign",)
     keep_hours: int = 24
     admins: tuple[str, ...] = ()
+    log_post_interval: float = 2.0
+    build_log_lines: int = 200
+    gc_untagged_images: bool = False
 
     def app(self, name: str | None) -> AppConfig:
         """The named app, or the default one; KeyError with the known names otherwise."""
@@ -394,6 +410,9 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "stop_reactions": (_emoji_list, False, 'stop_reactions = ["octagonal_sign"]'),
     "keep_hours": (_int(1, 720), False, "keep_hours = 24"),
     "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
+    "log_post_interval": (_seconds, False, "log_post_interval = 2"),
+    "build_log_lines": (_int(0, 5000), False, "build_log_lines = 200"),
+    "gc_untagged_images": (_bool, False, "gc_untagged_images = true"),
 }
 APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "channel": (_str, False, 'channel = "#shop-reviews"'),
@@ -431,7 +450,26 @@ SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "memory": (_int(128, 122880), False, "memory = 512"),
     "public": (_bool, False, "public = true"),
     "environment": (lambda k, v: _env_table(k, v), False, 'environment = { LOG_LEVEL = "debug" }'),
+    "image_source": (
+        _choice("existing", "wait", "codebuild"),
+        False,
+        'image_source = "codebuild"   # existing | wait | codebuild',
+    ),
+    "codebuild_project": (_str, False, 'codebuild_project = "shop-web-images"'),
+    "wait_timeout": (lambda k, v: _positive_delay(k, v), False, 'wait_timeout = "30m"'),
+    "build_timeout": (lambda k, v: _positive_delay(k, v), False, 'build_timeout = "1h"'),
+    "delete_images": (_bool, False, "delete_images = true"),
+    "wait_workflow": (_str, False, 'wait_workflow = "Build image"'),
 }
+
+
+def _positive_delay(key: str, value: Any) -> float:
+    seconds = _delay(key, value)
+    if seconds < 1 or seconds > 8 * 3600:
+        raise ConfigError(
+            key, f"must be from 1s to 8h (got {value!r})", f'{key.split(".")[-1]} = "30m"'
+        )
+    return seconds
 
 
 def _env_table(key: str, value: Any) -> dict[str, str]:
@@ -501,6 +539,25 @@ def _parse_service(app: str, name: str, table: Any) -> ServiceConfig:
             f"{where}image",
             "set either ecr_repository (+ tag) or image, not both",
             'ecr_repository = "shop-web"',
+        )
+    source = values.get("image_source", "existing")
+    if source != "existing" and not values.get("ecr_repository"):
+        raise ConfigError(
+            f"{where}image_source",
+            f"{source!r} needs ecr_repository (revieee looks for the tag there)",
+            'ecr_repository = "shop-web"',
+        )
+    if source == "codebuild" and not values.get("codebuild_project"):
+        raise ConfigError(
+            f"{where}codebuild_project",
+            'is missing: image_source = "codebuild" starts this CodeBuild project',
+            'codebuild_project = "shop-web-images"',
+        )
+    if values.get("codebuild_project") and source != "codebuild":
+        raise ConfigError(
+            f"{where}codebuild_project",
+            f'is only used with image_source = "codebuild" (this service has {source!r})',
+            'image_source = "codebuild"',
         )
     return ServiceConfig(name=name, **values)
 

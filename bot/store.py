@@ -183,10 +183,59 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db.table("pull_requests").create_index(["env"])
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # Images revieee built (or waited for): a running build is followed again after a restart
+    # instead of started twice, a second deploy of the same commit joins it, and a stopped
+    # environment's images can be deleted.
+    db.table("builds").create(
+        {
+            "id": str,  # CodeBuild's build id
+            "ecr_repository": str,
+            "tag": str,
+            "project": str,
+            "repository": str,  # the GitHub repository
+            "sha": str,
+            "app": str,
+            "env": str,
+            "service": str,
+            "operation_id": int,
+            "status": str,  # IN_PROGRESS, SUCCEEDED, FAILED, FAULT, TIMED_OUT, STOPPED
+            "phase": str,
+            "link": str,
+            "digest": str,
+            "error": str,
+            "started_at": str,
+            "finished_at": str,
+            "images_deleted_at": str,
+        },
+        pk="id",
+        not_null={"ecr_repository", "tag", "status", "started_at"},
+    )
+    db.table("builds").create_index(["ecr_repository", "tag"])
+    db.table("builds").create_index(["env"])
+    db.table("builds").create_index(["operation_id"])
+    # What the team's CI said about a commit (workflow_run webhooks), for deploys waiting on it.
+    db.table("ci_runs").create(
+        {
+            "id": int,  # the workflow run's id
+            "repository": str,
+            "sha": str,
+            "name": str,
+            "conclusion": str,
+            "html_url": str,
+            "completed_at": str,
+        },
+        pk="id",
+        not_null={"repository", "sha"},
+    )
+    db.table("ci_runs").create_index(["repository", "sha"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -429,6 +478,15 @@ class Store:
                 )
         return self.get_operation(op_id), superseded
 
+    def newer_operation(self, env: str, op_id: int) -> tuple[int, str] | None:
+        """(id, kind) of the newest operation queued for ``env`` after ``op_id``, if any."""
+        row = self.db.conn.execute(
+            "select id, kind from operations where env = ? and status = 'queued' and id > ? "
+            "order by id desc limit 1",
+            [env, op_id],
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
     def get_operation(self, op_id: int) -> Operation:
         return Operation.from_row(self.db.table("operations").get(op_id))
 
@@ -664,6 +722,76 @@ class Store:
             )
         )
 
+    # -- builds and CI runs ----------------------------------------------------------------------
+
+    def add_build(self, **fields: Any) -> None:
+        self._insert("builds", {"started_at": now_iso(), "status": "IN_PROGRESS", **fields})
+
+    def update_build(self, build_id: str, **fields: Any) -> None:
+        columns = ", ".join(f"[{_column(k)}] = ?" for k in fields)
+        self.db.conn.execute(
+            f"update builds set {columns} where id = ?", [*fields.values(), build_id]
+        )
+
+    def build_in_progress(self, ecr_repository: str, tag: str) -> dict[str, Any] | None:
+        """The newest unfinished build of ``ecr_repository:tag``, if any."""
+        rows = list(
+            self.db.query(
+                "select * from builds where ecr_repository = ? and tag = ? "
+                "and status = 'IN_PROGRESS' order by started_at desc limit 1",
+                [ecr_repository, tag],
+            )
+        )
+        return rows[0] if rows else None
+
+    def builds(
+        self, *, env: str | None = None, operation_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if env is not None:
+            where.append("env = ?")
+            args.append(env)
+        if operation_id is not None:
+            where.append("operation_id = ?")
+            args.append(operation_id)
+        clause = f" where {' and '.join(where)}" if where else ""
+        return list(self.db.query(f"select * from builds{clause} order by started_at", args))
+
+    def record_ci_run(self, run_id: int, **fields: Any) -> None:
+        self.db.table("ci_runs").upsert({"id": run_id, **fields}, pk="id", alter=False)
+
+    def ci_runs(self, repository: str, sha: str) -> list[dict[str, Any]]:
+        """Completed CI runs of a commit, newest first."""
+        return list(
+            self.db.query(
+                "select * from ci_runs where repository = ? and sha = ? "
+                "order by completed_at desc, id desc",
+                [repository, sha],
+            )
+        )
+
+    def images_in_use(self, except_env: str | None = None) -> set[str]:
+        """``repo:tag`` and digests of the images that environments not stopped run (by their
+        newest deployment), except ``except_env``'s."""
+        rows = self.db.conn.execute(
+            "select d.images from deployments d join environments e on e.name = d.env "
+            "where e.status != 'stopped' and e.name != ? and d.images is not null "
+            "and d.id = (select max(id) from deployments where env = e.name "
+            "and images is not null)",
+            [except_env or ""],
+        ).fetchall()
+        used: set[str] = set()
+        for (images,) in rows:
+            for plan in json.loads(images):
+                image = str(plan.get("image") or "")
+                if "@" in image:
+                    used.add(image.split("@", 1)[1])
+                if plan.get("tag"):
+                    repo = image.split("@")[0].split("/", 1)[-1]  # without the registry host
+                    used.add(f"{repo}:{plan['tag']}")
+        return used
+
     def first_delivery(self, source: str, delivery_id: str) -> bool:
         """Record a delivery id; True the first time it is seen, False for a repeat."""
         cur = self.db.conn.execute(
@@ -703,5 +831,8 @@ for _name in (
     "inbox_recover",
     "link_pull",
     "first_delivery",
+    "add_build",
+    "update_build",
+    "record_ci_run",
 ):
     setattr(Store, _name, _serialised(getattr(Store, _name)))

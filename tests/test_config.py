@@ -683,3 +683,56 @@ def test_cli_stops_on_a_config_error(tmp_path: Path, content: str, key: str) -> 
     assert result.stdout == ""
     assert "xoxb-1" not in result.stderr
     assert "ghp-1" not in result.stderr
+
+
+# -- where images come from ------------------------------------------------------------------
+
+
+def test_image_sources_and_their_defaults() -> None:
+    plain = settings_from_mapping(minimal(), environ={})
+    svc = plain.apps["shop"].services[0]
+    assert (svc.image_source, svc.wait_timeout, svc.build_timeout) == ("existing", 1800.0, 3600.0)
+    assert not svc.deletes_images
+    assert (plain.log_post_interval, plain.build_log_lines, plain.gc_untagged_images) == (
+        2.0,
+        200,
+        False,
+    )
+    data = minimal()
+    web(data).update(
+        image_source="codebuild", codebuild_project="shop-web-images", build_timeout="45m"
+    )
+    built = settings_from_mapping(data, environ={}).apps["shop"].services[0]
+    assert built.codebuild_project == "shop-web-images" and built.build_timeout == 2700.0
+    assert built.deletes_images  # what revieee built is removed with the environment
+    web(data)["delete_images"] = False
+    assert not settings_from_mapping(data, environ={}).apps["shop"].services[0].deletes_images
+    data = minimal()
+    web(data).update(image_source="wait", wait_timeout="90s", delete_images=True)
+    waited = settings_from_mapping(data, environ={}).apps["shop"].services[0]
+    assert waited.wait_timeout == 90.0
+    assert not waited.deletes_images  # never an image revieee did not build
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "fragment"),
+    [
+        ({"image_source": "docker"}, "image_source", "existing, wait, codebuild"),
+        ({"image_source": "codebuild"}, "codebuild_project", "is missing"),
+        ({"codebuild_project": "x"}, "codebuild_project", "only used with"),
+        ({"image_source": "wait", "wait_timeout": "9h"}, "wait_timeout", "1s to 8h"),
+        ({"image_source": "wait", "wait_timeout": 0}, "wait_timeout", "1s to 8h"),
+        ({"build_timeout": "soon"}, "build_timeout", "delay"),
+    ],
+)
+def test_bad_image_source_settings(fields: dict[str, Any], key: str, fragment: str) -> None:
+    data = minimal()
+    web(data).update(fields)
+    assert_names_key(error_of(data), f"apps.shop.services.web.{key}", fragment)
+
+
+def test_wait_and_codebuild_need_an_ecr_repository() -> None:
+    data = minimal()
+    del web(data)["ecr_repository"]
+    web(data).update(image="ghcr.io/acme/web:{branch}", image_source="wait")
+    assert_names_key(error_of(data), "apps.shop.services.web.image_source", "ecr_repository")
