@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.aws import AwsClients, describe_error, error_code
 from bot.config import AppConfig, ServiceConfig, Settings, render
+from bot.logtail import LogFollower, LogSink, ServiceEvents
 from bot.naming import ecs_service_name, image_tag_part, service_label, task_family
 
 Reporter = Callable[[str, str], None]
@@ -56,7 +57,12 @@ class EngineError(Exception):
 
 
 class ImageMissing(EngineError):
-    """No image for the branch (or commit) in the service's repository."""
+    """No image for the branch (or commit) in the service's repository. ``tag`` is the exact
+    tag looked for (None when any commit of the branch would have done)."""
+
+    def __init__(self, step: str, message: str, tag: str | None = None) -> None:
+        super().__init__(step, message)
+        self.tag = tag
 
 
 class CommitResolver(Protocol):
@@ -82,9 +88,11 @@ class ServicePlan:
     service: str
     branch: str
     sha: str | None
-    image: str
+    image: str  # ``uri@digest`` (ECR), the reference (other registries), ``uri`` if pending
     tag: str | None
     fallback: bool
+    source: str = "existing"  # where the image comes from: existing, wait, codebuild
+    pending: bool = False  # not in ECR yet: to be built (codebuild) or waited for (wait)
 
     @property
     def short_image(self) -> str:
@@ -96,6 +104,14 @@ class ServicePlan:
     def describe(self) -> str:
         commit = f"@{self.sha[:7]}" if self.sha else ""
         note = " (fallback: the repository has no such branch)" if self.fallback else ""
+        if self.pending:
+            note += (
+                " (not in ECR yet: building it with CodeBuild)"
+                if self.source == "codebuild"
+                else " (not in ECR yet: waiting for it to be pushed)"
+            )
+        elif self.source == "codebuild":
+            note += " (image cached: no build needed)"
         return f"{self.service}: {self.branch}{commit} -> {self.short_image}{note}"
 
 
@@ -131,6 +147,18 @@ def _tag_pattern(template: str, **values: str) -> re.Pattern[str]:
         else:
             regex.append(re.escape(values[name] if name else piece))
     return re.compile("".join(regex))
+
+
+def _log_per_environment(container: dict[str, Any], env: str) -> None:
+    """Streams of ``awslogs`` containers are named ``<prefix>/<container>/<task id>``: putting
+    the environment in the prefix lets ``logs`` find every task of it, stopped ones included."""
+    config = container.get("logConfiguration") or {}
+    if config.get("logDriver") != "awslogs":
+        return
+    options = dict(config.get("options") or {})
+    prefix = options.get("awslogs-stream-prefix")
+    options["awslogs-stream-prefix"] = f"{prefix}/{env}" if prefix else env
+    container["logConfiguration"] = {**config, "options": options}
 
 
 class Engine:
@@ -232,15 +260,34 @@ class Engine:
                 )
             if fallback or sha is None:
                 sha = resolved
+        source = svc.image_source
         try:
             image, tag, found_sha = self._find_image(spec, svc, branch, sha, images)
-            return ServicePlan(svc.name, branch, found_sha, image, tag, fallback), None
+            return ServicePlan(svc.name, branch, found_sha, image, tag, fallback, source), None
         except ImageMissing as miss:
+            if source != "existing" and miss.tag is not None:
+                uri = self._repository_uri(svc.ecr_repository or "", miss.step)
+                return ServicePlan(
+                    svc.name, branch, sha, uri, miss.tag, fallback, source, True
+                ), None
+            hint = (
+                "; to build or wait for it revieee needs the commit: pass --sha, or set "
+                "GITHUB_TOKEN so branches resolve to commits"
+                if source != "existing"
+                else ""
+            )
+            if hint:
+                miss = ImageMissing(miss.step, miss.message + hint)
             if commits is not None or fallback or branch == svc.default_branch:
-                raise
+                raise miss
             branch = svc.default_branch
-            image, tag, found_sha = self._find_image(spec, svc, branch, None, images)
-            return ServicePlan(svc.name, branch, found_sha, image, tag, True), miss
+            try:
+                image, tag, found_sha = self._find_image(spec, svc, branch, None, images)
+            except ImageMissing as again:
+                if hint:
+                    raise ImageMissing(again.step, again.message + hint) from again
+                raise
+            return ServicePlan(svc.name, branch, found_sha, image, tag, True, source), miss
 
     def _find_image(
         self,
@@ -276,7 +323,9 @@ class Engine:
                 if error_code(exc) == "ImageNotFoundException":
                     raise ImageMissing(
                         step,
-                        f"no image {repo}:{tag} (build and push it, or check the tag template)",
+                        f"no image {repo}:{tag} (build and push it, or check the tag "
+                        f"template): docker push {uri}:{tag}",
+                        tag,
                     ) from exc
                 raise EngineError(step, describe_error(exc)) from exc
             return f"{uri}@{detail['imageDigest']}", tag, sha
@@ -299,6 +348,24 @@ class Engine:
             wanted = render(svc.tag, sha="<sha>", sha7="<sha7>", **values)
             raise ImageMissing(step, f"no image {repo}:{wanted} for any commit")
         return f"{uri}@{newest[2]}", newest[1], newest[3]
+
+    def find_tag(self, svc: ServiceConfig, tag: str) -> str | None:
+        """``uri@digest`` of ``tag`` in the service's ECR repository, None while it is not there."""
+        repo = svc.ecr_repository or ""
+        step = f"looking for {repo}:{tag}"
+        uri = self._repository_uri(repo, step)
+        try:
+            detail = self.aws.ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": tag}])
+        except ClientError as exc:
+            if error_code(exc) == "ImageNotFoundException":
+                return None
+            raise EngineError(step, describe_error(exc)) from exc
+        except BotoCoreError as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+        return f"{uri}@{detail['imageDetails'][0]['imageDigest']}"
+
+    def repository_uri(self, repo: str) -> str:
+        return self._repository_uri(repo, f"describing ECR repository {repo}")
 
     def _repository_uri(self, repo: str, step: str) -> str:
         if repo not in self._repository_uris:  # a repository's URI never changes
@@ -330,6 +397,9 @@ class Engine:
         self, spec: EnvSpec, plans: list[ServicePlan], report: Reporter = _noop
     ) -> list[ServiceState]:
         """Register task definitions, ensure Cloud Map and ECS services; idempotent."""
+        waiting = [p.service for p in plans if p.pending]
+        if waiting:
+            raise EngineError("deploying", f"no image yet for {', '.join(waiting)}")
         ns_id, _ = self.namespace()
         hosts = {s.name: self.host_of(spec.env, s) for s in spec.app.services}
         addresses: dict[str, str] = {}
@@ -401,6 +471,8 @@ class Engine:
             }
         )
         target["image"] = plan.image
+        for container in containers:
+            _log_per_environment(container, spec.env)
         target["environment"] = [{"name": k, "value": v} for k, v in sorted(env_vars.items())]
         if not target.get("portMappings"):
             target["portMappings"] = [{"containerPort": svc.port, "protocol": "tcp"}]
@@ -543,12 +615,29 @@ class Engine:
         report: Reporter = _noop,
         timeout: float | None = None,
         since: datetime | None = None,
+        log: LogSink | None = None,
     ) -> None:
         """Poll until every service is stable (one deployment, running == desired).
 
         Raises :class:`EngineError` with the reason (stopped tasks, service events) when a
-        rollout fails or the deadline passes.
-        """
+        rollout fails or the deadline passes. The services' new events go to ``log`` as they
+        appear, like a build's log."""
+        follower = LogFollower("ECS service events", log) if log else None
+        try:
+            self._wait(spec, report, timeout, since, follower)
+        finally:
+            if follower is not None:
+                follower.finish()
+
+    def _wait(
+        self,
+        spec: EnvSpec,
+        report: Reporter,
+        timeout: float | None,
+        since: datetime | None,
+        follower: LogFollower | None,
+    ) -> None:
+        events = ServiceEvents(since)
         timeout = self.settings.deploy_timeout if timeout is None else timeout
         names = [ecs_service_name(spec.env, s.name) for s in spec.app.services]
         deadline = self._monotonic() + timeout
@@ -559,6 +648,8 @@ class Engine:
             described = self._call(
                 step, self.aws.ecs.describe_services, cluster=self.settings.cluster, services=names
             )
+            if follower is not None:
+                follower.lines(events.new(described["services"]))
             pending = []
             for svc in described["services"]:
                 progress = (
@@ -852,6 +943,19 @@ class Engine:
                         problems.append(
                             f"{key}.ecr_repository: {svc.ecr_repository!r} not "
                             f"found ({describe_error(exc)})"
+                        )
+                if svc.codebuild_project:
+                    try:
+                        found = self.aws.codebuild.batch_get_projects(names=[svc.codebuild_project])
+                        if not found.get("projects"):
+                            problems.append(
+                                f"{key}.codebuild_project: CodeBuild project "
+                                f"{svc.codebuild_project!r} does not exist"
+                            )
+                    except (ClientError, BotoCoreError) as exc:
+                        problems.append(
+                            f"{key}.codebuild_project: cannot describe "
+                            f"{svc.codebuild_project!r} ({describe_error(exc)})"
                         )
         return problems
 

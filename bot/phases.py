@@ -9,10 +9,13 @@ from datetime import datetime
 from bot.config import Settings
 from bot.store import Operation, Store
 
-IN_PROGRESS = ("queued", "building", "deploying")
+IN_PROGRESS = ("queued", "resolving", "building", "waiting", "deploying")
 PHASE_OF_STEP = {
     "queued": "queued",
-    "resolving image": "building",
+    "superseded": "queued",
+    "resolving image": "resolving",
+    "building image": "building",
+    "waiting for image": "waiting",
     "deploying": "deploying",
     "ready": "ready",
     "failed": "failed",
@@ -25,7 +28,11 @@ def phase_of(op: Operation, step: str) -> str:
     if step in PHASE_OF_STEP:
         return PHASE_OF_STEP[step]
     if step.startswith("resolving"):
+        return "resolving"
+    if step.startswith("building image") or step.startswith("starting the CodeBuild"):
         return "building"
+    if step.startswith("waiting for image"):
+        return "waiting"
     if op.kind == "stop":
         return "stopping"
     return "deploying"
@@ -53,6 +60,8 @@ class DeployView:
     pull_url: str | None = None
     pull_title: str | None = None
     pull_author: str | None = None
+    detail: str | None = None  # what a build is doing now ("web: BUILD")
+    log_url: str | None = None  # a failed build's log in the AWS console
 
 
 def _parse(stamp: str | None) -> datetime | None:
@@ -69,6 +78,9 @@ def view_of(
     stopped = phase == "stopped"
     pulls = store.pulls_for(op.env)
     pull = pulls[0] if pulls else None
+    builds = store.builds(operation_id=op.id) if phase in ("building", "failed") else []
+    running = [b for b in builds if b["status"] == "IN_PROGRESS" and b.get("phase")]
+    broken = [b for b in builds if b["status"] not in ("IN_PROGRESS", "SUCCEEDED")]
     return DeployView(
         env=op.env,
         app=op.app,
@@ -89,4 +101,6 @@ def view_of(
         pull_url=pull["html_url"] if pull else None,
         pull_title=pull["title"] if pull else None,
         pull_author=pull["author"] if pull else None,
+        detail=", ".join(f"{b['service']}: {b['phase']}" for b in running) or None,
+        log_url=broken[-1].get("link") if broken and phase == "failed" else None,
     )

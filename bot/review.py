@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import container_logs
 from bot.config import Settings
+from bot.container_logs import ContainerLogs
 from bot.engine import (
     CommitResolver,
     Engine,
@@ -25,6 +27,8 @@ from bot.engine import (
     plans_to_json,
     states_to_json,
 )
+from bot.images import ImageBuilder, Superseded
+from bot.logtail import LogEvent
 from bot.naming import env_name
 from bot.store import Operation, Store
 
@@ -32,6 +36,8 @@ log = logging.getLogger("revieee.review")
 
 # (operation, step, message)
 Listener = Callable[[Operation, str, str], None]
+# (operation, new lines of a build's log or of the ECS events...)
+LogListener = Callable[[Operation, LogEvent], None]
 
 
 class RequestError(Exception):
@@ -56,12 +62,17 @@ class ReviewApps:
         store: Store,
         engine: Engine,
         commits: CommitResolver | None = None,
+        images: ImageBuilder | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
         self.commits = commits
+        self.images = images or ImageBuilder(
+            engine.aws, settings, store, engine, engine._sleep, engine._monotonic
+        )
         self.listeners: list[Listener] = []
+        self.log_listeners: list[LogListener] = []
         self.on_enqueue: list[Callable[[Operation], None]] = []
 
     # -- requests (fast: persist only) ---------------------------------------------------------
@@ -220,6 +231,25 @@ class ReviewApps:
                 out["live_error"] = str(exc)
         return out
 
+    def container_logs(
+        self, env: str, service: str | None = None, since_seconds: int = 900, lines: int = 100
+    ) -> ContainerLogs:
+        """The newest ``lines`` log lines of the environment's containers (CloudWatch Logs) from
+        the last ``since_seconds``: its running and stopped tasks, every service or ``service``.
+        Slow (AWS calls): not for a chat front door's request thread."""
+        row = self.find_env(env)
+        try:
+            return container_logs.fetch(
+                self.engine.aws,
+                self.settings.apps.get(row["app"]),
+                row,
+                service=service,
+                since=since_seconds,
+                lines=lines,
+            )
+        except EngineError as exc:
+            raise RequestError(str(exc)) from None
+
     # -- execution (called by the operation runner) --------------------------------------------
 
     def execute(self, op: Operation) -> None:
@@ -241,6 +271,16 @@ class ReviewApps:
                     log.exception("listener failed op=%s", op.id)
 
         return report
+
+    def _log_sink(self, op: Operation) -> Callable[[LogEvent], None]:
+        def sink(event: LogEvent) -> None:
+            for listener in self.log_listeners:
+                try:
+                    listener(op, event)
+                except Exception:
+                    log.exception("log listener failed op=%s", op.id)
+
+        return sink
 
     def _spec(self, op: Operation) -> EnvSpec:
         if op.app not in self.settings.apps:
@@ -281,6 +321,15 @@ class ReviewApps:
                 report=report,
                 sha_repository=op.params.get("sha_repository"),
             )
+            if any(p.pending for p in plans):
+                plans = self.images.provide(
+                    op.id,
+                    spec,
+                    plans,
+                    report,
+                    self._log_sink(op),
+                    newer=lambda: self.store.newer_operation(op.env, op.id),
+                )
             primary = next(p for p in plans if p.service == spec.app.public_service.name)
             self.store.update_deployment(
                 dep_id, sha=primary.sha, images=json.dumps(plans_to_json(plans))
@@ -296,7 +345,14 @@ class ReviewApps:
                 self.store.finish_deployment(dep_id, "started")
                 report("deploying", f"rollout started; {spec.url} will serve it once stable")
                 return
-            self.engine.wait(spec, report, since=started)
+            self.engine.wait(spec, report, since=started, log=self._log_sink(op))
+        except Superseded as exc:
+            self.store.finish_deployment(dep_id, "superseded", failure_reason=str(exc))
+            self.store.audit(
+                "deploy superseded", op.requested_by, op.env, op.source, operation=op.id
+            )
+            report("superseded", exc.message)
+            return
         except EngineError as exc:
             # Decided now, not at request time: ask ECS whether a previous version still serves.
             serving = self._still_serving(op)
@@ -340,6 +396,12 @@ class ReviewApps:
         try:
             app = self._spec(op).app
             self.engine.stop(app, op.env, report, extra_services=extra)
+            self.images.cleanup(app, op.env, report)
+            if self.settings.gc_untagged_images:
+                try:
+                    self.images.gc_untagged(report=report)
+                except EngineError as exc:  # hygiene must not fail a stop
+                    report("collecting untagged images", f"skipped: {exc}")
         except EngineError as exc:
             self.store.upsert_env(op.env, status="failed", error=f"stopping: {exc}")
             self.store.audit("stop failed", op.requested_by, op.env, op.source, reason=str(exc))

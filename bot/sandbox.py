@@ -95,6 +95,21 @@ def fake_sha(text: str) -> str:
 
 def push_image(ecr: Any, repository: str, tag: str) -> str:
     """Push a small fake image manifest with its own layer digest; returns the image digest."""
+    image = ecr.put_image(
+        repositoryName=repository, imageManifest=image_manifest(repository, tag), imageTag=tag
+    )["image"]
+    return str(image["imageId"]["imageDigest"])
+
+
+def push_untagged(ecr: Any, repository: str, name: str) -> str:
+    """Push an image with no tag (what a moved tag leaves behind on AWS); returns its digest."""
+    image = ecr.put_image(repositoryName=repository, imageManifest=image_manifest(repository, name))
+    return str(image["image"]["imageId"]["imageDigest"])
+
+
+def image_manifest(repository: str, tag: str) -> str:
+    """A small image manifest whose layer digest is its own (moto derives the image digest
+    from the layers)."""
     layer = "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()
     manifest = {
         "schemaVersion": 2,
@@ -112,10 +127,7 @@ def push_image(ecr: Any, repository: str, tag: str) -> str:
             }
         ],
     }
-    image = ecr.put_image(
-        repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag
-    )["image"]
-    return str(image["imageId"]["imageDigest"])
+    return json.dumps(manifest)
 
 
 def template_task_definition(ecs: Any, family: str, container: str, port: int) -> str:
@@ -200,6 +212,7 @@ def sandbox_config(seeded: Seeded, database: str, **overrides: Any) -> dict[str,
         "domain": DOMAIN,
         "database": database,
         "poll_interval": 0.05,
+        "log_post_interval": 0.05,
         "deploy_timeout": 5,
         "default_channel": "#review-apps",
         "apps": {"shop": {"services": services}},

@@ -55,6 +55,7 @@ class SerialWorker:
             self.submit(mark)
             if not done.wait(max(deadline - time.monotonic(), 0)) or idle[0]:
                 return
+            time.sleep(0.005)  # work is waiting on a timer (a paced thread reply)
 
     def close(self, timeout: float = 10.0) -> None:
         self._queue.put(None)

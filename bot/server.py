@@ -200,6 +200,7 @@ def build_serving(
     client = web_client(token, slack_api_url)
     notifier = SlackNotifier(client, runtime.store, runtime.settings)
     runtime.apps.listeners.append(notifier.on_step)
+    runtime.apps.log_listeners.append(notifier.on_log)
     # every accepted request gets its message at once, whichever front door it came through
     runtime.apps.on_enqueue.append(notifier.on_requested)
     identity = BotIdentity(client, token).start()

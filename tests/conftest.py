@@ -6,12 +6,13 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.app import Runtime, build
 from bot.aws import AwsClients, build_clients
-from bot.config import Settings
+from bot.config import Settings, settings_from_mapping
 from bot.sandbox import (
     MotoSandbox,
     Seeded,
@@ -20,6 +21,8 @@ from bot.sandbox import (
     sandbox_settings,
     seed,
 )
+from tests.fake_slack import FakeSlack
+from tests.slack_rig import SlackRig, start_rig
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +104,36 @@ def write_config(seeded: Seeded, tmp_path: Path) -> WriteConfig:
         return path
 
     return write
+
+
+# -- Slack: the fake Web API and a running server over it ---------------------------------------
+
+MakeRig = Callable[..., SlackRig]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSlack]:
+    server = FakeSlack()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_rig(seeded: Seeded, aws: AwsClients, fake: FakeSlack, tmp_path: Any) -> Iterator[MakeRig]:
+    """Start revieee's server on the sandbox with the fake Slack; ``app`` changes the shop app's
+    table, other keywords the global settings."""
+    rigs: list[SlackRig] = []
+
+    def make(
+        app: dict[str, Any] | None = None, clients: AwsClients | None = None, **overrides: Any
+    ) -> SlackRig:
+        config = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
+        config["apps"]["shop"].update(app or {})
+        settings: Settings = settings_from_mapping(config, environ={})
+        rig = start_rig(build(settings, clients=clients or aws), fake)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()

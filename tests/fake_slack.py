@@ -1,6 +1,11 @@
 """A small local Slack Web API server speaking the real wire format: form or JSON bodies in,
 ``{"ok": ...}`` JSON out, 429 with ``Retry-After`` when asked to. It records every call, and
-also accepts posts to response URLs (``/response/<id>``) the way Slack's hooks do."""
+also accepts posts to response URLs (``/response/<id>``) the way Slack's hooks do.
+
+File uploads follow Slack's external-upload protocol (what ``files_upload_v2`` speaks):
+``files.getUploadURLExternal`` hands out an upload URL on this server (``/upload/<file id>``),
+the client POSTs the raw bytes there, and ``files.completeUploadExternal`` shares the file in a
+channel (and thread); completed uploads are in :attr:`FakeSlack.uploads`."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ class Call:
     method: str
     args: dict[str, Any]
     token: str | None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -31,11 +37,15 @@ class FakeSlack:
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rate_limits: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     served_429: int = 0
+    upload_failures: int = 0  # the next N byte uploads to an upload URL answer 500
     socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
         self._ts = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._files: dict[str, dict[str, Any]] = {}  # upload URLs handed out, by file id
+        self._uploads: list[dict[str, Any]] = []  # files shared (completed), in order
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +56,16 @@ class FakeSlack:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/upload/"):
+                    with fake._lock:
+                        refuse = fake.upload_failures > 0
+                        fake.upload_failures -= int(refuse)
+                    if refuse:
+                        self._send(500, b"upload failed", "text/plain")
+                        return
+                    found = fake._receive_upload(self.path.removeprefix("/upload/"), raw)
+                    self._send(200 if found else 404, b"OK" if found else b"", "text/plain")
+                    return
                 if self.path.startswith("/response/"):
                     with fake._lock:
                         fake.responses.append((self.path, json.loads(raw or b"{}")))
@@ -141,15 +161,80 @@ class FakeSlack:
             if not (token or "").startswith("xapp-"):
                 return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
             return 200, {"ok": True, "url": self.socket_url}, {}
+        if method == "files.getUploadURLExternal":
+            with self._lock:
+                file_id = f"F{next(self._file_ids):08d}"
+                self._files[file_id] = {
+                    "filename": args.get("filename"),
+                    "length": int(args.get("length") or 0),
+                    "content": None,
+                }
+            url = f"{self.url}/upload/{file_id}"
+            return 200, {"ok": True, "upload_url": url, "file_id": file_id}, {}
+        if method == "files.completeUploadExternal":
+            return 200, self._complete_upload(args), {}
         if method == "usergroups.users.list":
             return 200, {"ok": True, "users": self.groups.get(str(args.get("usergroup")), [])}, {}
         return 200, {"ok": True}, {}
 
+    def _receive_upload(self, file_id: str, raw: bytes) -> bool:
+        with self._lock:
+            pending = self._files.get(file_id)
+            if pending is None:
+                return False
+            pending["content"] = raw
+            return True
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        listed = json.loads(files) if isinstance(files, str) else files or []
+        shared = []
+        with self._lock:
+            for item in listed:
+                pending = self._files.get(str(item.get("id")))
+                if pending is None or pending["content"] is None:
+                    return {"ok": False, "error": "file_not_found"}
+            for item in listed:
+                pending = self._files.pop(str(item["id"]))
+                title = item.get("title") or pending["filename"]
+                self._uploads.append(
+                    {
+                        "file_id": item["id"],
+                        "filename": pending["filename"],
+                        "content": pending["content"],
+                        "length": pending["length"],
+                        "channel_id": args.get("channel_id"),
+                        "thread_ts": args.get("thread_ts"),
+                        "title": title,
+                        "initial_comment": args.get("initial_comment"),
+                    }
+                )
+                shared.append({"id": item["id"], "name": pending["filename"], "title": title})
+            self._lock.notify_all()
+        return {"ok": True, "files": shared}
+
     # -- reading what happened ------------------------------------------------------------------
+
+    @property
+    def uploads(self) -> list[dict[str, Any]]:
+        """Files shared so far: file_id, filename, content (bytes), channel_id, thread_ts,
+        title, initial_comment (and the announced length)."""
+        with self._lock:
+            return [dict(u) for u in self._uploads]
 
     def of(self, method: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method == method]
+
+    def post_times(self, thread_ts: str) -> list[float]:
+        """When each post into a thread arrived (replies and files shared into it)."""
+        with self._lock:
+            return [
+                c.at
+                for c in self.calls
+                if c.method in ("chat.postMessage", "files.completeUploadExternal")
+                and c.args.get("thread_ts") == thread_ts
+            ]
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

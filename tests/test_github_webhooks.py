@@ -70,7 +70,7 @@ def send(rig: SlackRig, path: str, delivery: str | None = None) -> dict[str, Any
 
 # -- every recorded payload, replayed -------------------------------------------------------------
 
-NOT_HANDLED = ["check_suite", "create", "deployment_status", "installation", "workflow_run"]
+NOT_HANDLED = ["check_suite", "create", "deployment_status", "installation"]
 IGNORED = {
     "delete/payload.json": "ignored: a deleted tag",
     "delete/with-installation.payload.json": "ignored: a deleted tag",
@@ -84,6 +84,15 @@ IGNORED = {
     "push/payload.json": "ignored: refs/tags/simple-tag is not a branch",
     "push/1.payload.json": "ignored: refs/tags/simple-tag is not a branch",
     "push/with-installation.payload.json": "ignored: refs/tags/simple-tag is not a branch",
+    **{
+        f"workflow_run/{name}.json": "ignored: no app is built from octo-org/octo-repo"
+        for name in (
+            "completed.payload",
+            "completed.with-pull-requests.payload",
+            "requested.payload",
+            "requested.with-conclusion.payload",
+        )
+    },
     "push/with-new-branch.payload.json": "ignored: no environment of master to update",
     "push/with-no-username-committer.payload.json": "ignored: no environment of master to update",
     "pull_request/closed.payload.json": f"ignored: {ENV} does not exist",
@@ -141,6 +150,21 @@ def test_events_revieee_does_not_use_are_acknowledged_and_ignored(
         assert resp.status == 202
         assert resp.json() == {"ok": True, "ignored": event}
     assert rig.runtime.store.inbox_items() == []
+
+
+def test_a_finished_ci_run_is_recorded_for_deploys_waiting_on_its_image(rig: SlackRig) -> None:
+    for name in ("requested.with-conclusion", "completed.with-pull-requests"):
+        payload = fixture(f"workflow_run/{name}.payload.json")
+        payload["repository"]["full_name"] = REPO  # a repository the app is built from
+        resp = rig.github("workflow_run", payload)
+        assert resp.status == 202
+        rig.settle()
+        if name.startswith("requested"):
+            assert outcome(rig) == "ignored: workflow_run requested"
+    assert outcome(rig) == "recorded CI run 289782451 of 3484a3f: success"
+    (run,) = rig.runtime.store.ci_runs(REPO, "3484a3fb816e0859fd6e1cea078d76385ff50625")
+    assert run["conclusion"] == "success"
+    assert run["html_url"] == "https://github.com/octo-org/octo-repo/actions/runs/289782451"
 
 
 def test_ping_is_answered_200(rig: SlackRig) -> None:

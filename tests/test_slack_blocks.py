@@ -45,11 +45,23 @@ REASON = (
 )
 PHASES: dict[str, DeployView] = {
     "queued": BASE,
-    "building": BASE.__class__(**{**BASE.__dict__, "phase": "building"}),
+    "resolving": BASE.__class__(**{**BASE.__dict__, "phase": "resolving"}),
+    "building": BASE.__class__(**{**BASE.__dict__, "phase": "building", "detail": "web: BUILD"}),
+    "waiting": BASE.__class__(**{**BASE.__dict__, "phase": "waiting"}),
     "deploying": BASE.__class__(**{**BASE.__dict__, "phase": "deploying"}),
     "ready": BASE.__class__(**{**BASE.__dict__, "phase": "ready", "finished_at": NOW}),
     "failed": BASE.__class__(
         **{**BASE.__dict__, "phase": "failed", "finished_at": NOW, "reason": REASON}
+    ),
+    "build-failed": BASE.__class__(
+        **{**BASE.__dict__, "phase": "failed", "finished_at": NOW}
+        | {
+            "reason": "building image of web: the build of web failed in phase BUILD: "
+            "COMMAND_EXECUTION_ERROR: Error while executing command: make image. Reason: exit "
+            "status 2 after 3m 05s",
+            "log_url": "https://us-east-1.console.aws.amazon.com/codesuite/codebuild/projects/"
+            "shop-web/build/shop-web%3A1234/log?region=us-east-1",
+        }
     ),
     "redeploy-failed": BASE.__class__(
         **{**BASE.__dict__, "phase": "failed", "finished_at": NOW, "reason": REASON}

@@ -10,7 +10,9 @@ from bot.phases import DeployView
 MARK = "<!-- revieee:{env} -->"
 STATUS = {
     "queued": (":hourglass_flowing_sand:", "Queued"),
-    "building": (":package:", "Resolving image"),
+    "resolving": (":mag:", "Resolving image"),
+    "building": (":hammer_and_wrench:", "Building image"),
+    "waiting": (":hourglass:", "Waiting for image"),
     "deploying": (":rocket:", "Deploying"),
     "ready": (":white_check_mark:", "Ready"),
     "failed": (":x:", "Failed"),
@@ -58,6 +60,8 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
         reason = view.reason if len(view.reason) <= MAX_REASON else view.reason[:MAX_REASON] + "…"
         lines += ["", "<details><summary>Why it failed</summary>", "", "```", reason, "```", "",
                   "</details>"]  # fmt: skip
+        if view.log_url:
+            lines += ["", f"[Full build log]({view.log_url}) (AWS console)"]
     lines.append("")
     if slack_link:
         lines.append(f"Follow the deploy in [its Slack thread]({slack_link}).")

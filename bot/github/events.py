@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,18 +30,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.config import AppConfig, Settings
+from bot.container_logs import ContainerLogs
 from bot.github.forge import WRITE_PERMISSIONS, Forge, GitHubError, PullInfo
 from bot.naming import env_name
 from bot.review import ReviewApps
 from bot.store import Store
 from commands.parser import UsageError, parse
-from commands.run import Caller, run
-from commands.verbs import Deploy, Help, Keep, List, Status, Stop
+from commands.run import Caller, logs_summary, run
+from commands.verbs import Deploy, Help, Keep, List, Logs, Status, Stop
 
 log = logging.getLogger("revieee.github")
 
+MAX_LOG_CHARS = 60_000  # of log lines in one comment (GitHub takes 65,536 characters)
+
 SOURCE = "github"
-HANDLED = ("pull_request", "push", "delete", "issue_comment")
+HANDLED = ("pull_request", "push", "delete", "issue_comment", "workflow_run")
 DEPLOY_ACTIONS = ("opened", "reopened", "ready_for_review")
 COMMAND_PREFIX = "/revieee"
 STOP_AFTER_CLOSE = "stop-after-close"
@@ -322,6 +326,28 @@ class GitHubEvents:
             return Outcome(f"stop {', '.join(done)}", done)
         return Outcome(f"ignored: no environment of {branch}")
 
+    # -- CI ------------------------------------------------------------------------------------
+
+    def _on_workflow_run(self, payload: dict[str, Any], apps: list[AppConfig]) -> Outcome:
+        """A finished CI run: deploys waiting for its commit's image (image_source = "wait")
+        end their wait early, on success or failure."""
+        run = payload.get("workflow_run") or {}
+        if payload.get("action") != "completed" or not run.get("head_sha"):
+            return Outcome(f"ignored: workflow_run {payload.get('action')}")
+        repository = payload["repository"]["full_name"]
+        self.store.record_ci_run(
+            int(run["id"]),
+            repository=repository,
+            sha=str(run["head_sha"]),
+            name=run.get("name") or (payload.get("workflow") or {}).get("name") or "",
+            conclusion=run.get("conclusion") or "",
+            html_url=run.get("html_url") or "",
+            completed_at=run.get("updated_at") or self.clock().isoformat(),
+        )
+        return Outcome(
+            f"recorded CI run {run['id']} of {str(run['head_sha'])[:7]}: {run.get('conclusion')}"
+        )
+
     # -- comment commands -------------------------------------------------------------------------
 
     def _on_issue_comment(self, payload: dict[str, Any], apps: list[AppConfig]) -> Outcome:
@@ -368,25 +394,33 @@ class GitHubEvents:
                 cmd = dataclasses.replace(cmd, sha=pull.head_sha)
             chosen = self.settings.apps.get(cmd.app or "", app)
             self._link(chosen, pull)
-        elif isinstance(cmd, Stop | Status | Keep) and not cmd.app:
+        elif isinstance(cmd, Stop | Status | Keep | Logs) and not cmd.app:
             cmd = dataclasses.replace(cmd, app=app.name)
         context = self._context(pull) if isinstance(cmd, Deploy) else {"repository": repository}
-        reply = run(cmd, self.apps, Caller(user, SOURCE, None, context, fast=True))
+        # logs are read here and now: this runs on the inbox worker, not in the webhook's request
+        fast = not isinstance(cmd, Logs)
+        reply = run(cmd, self.apps, Caller(user, SOURCE, None, context, fast=fast))
         self.forge.react(repository, comment_id, "+1" if reply.ok else "confused")
-        if not reply.ok or isinstance(cmd, Status | List | Help | Keep):
+        said = reply.text
+        if isinstance(cmd, Logs) and reply.ok:
+            said = logs_summary(reply.data["logs"])
+            self._reply(repository, pull.number, logs_comment(user, reply.data["logs"]))
+        elif not reply.ok or isinstance(cmd, Status | List | Help | Keep):
             self._reply(repository, pull.number, f"@{user}\n```\n{reply.text}\n```")
         envs = [reply.data["env"]] if reply.data.get("env") else []
-        return Outcome(f"{'ran' if reply.ok else 'failed'}: {line}: {reply.text}", envs)
+        return Outcome(f"{'ran' if reply.ok else 'failed'}: {line}: {said}", envs)
 
     @staticmethod
     def _with_defaults(line: str, pull: PullInfo) -> str:
-        """``/revieee deploy`` (or stop, status, keep) with no argument means this PR's branch."""
+        """``/revieee deploy`` (or stop, status, keep, logs) with no argument means this PR's
+        branch."""
         try:
             words = shlex.split(line)
         except ValueError:
             return line
         verb_only = len(words) == 1 or (len(words) > 1 and words[1].startswith("-"))
-        if words and words[0].lower() in ("deploy", "stop", "status", "keep") and verb_only:
+        defaulted = ("deploy", "stop", "status", "keep", "logs")
+        if words and words[0].lower() in defaulted and verb_only:
             words.insert(1, branch_of(pull))
         return shlex.join(words)
 
@@ -396,3 +430,30 @@ class GitHubEvents:
             self.forge.upsert_comment(repository, number, None, text)
         except GitHubError as exc:
             log.warning("could not reply on %s#%s: %s", repository, number, exc)
+
+
+def logs_comment(user: str, result: ContainerLogs) -> str:
+    """A ``logs`` answer as a PR comment: the newest lines that fit in :data:`MAX_LOG_CHARS`, in
+    a code block, and how many older ones were left out."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(result.lines):
+        if size + len(line) + 1 > MAX_LOG_CHARS:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    kept.reverse()
+    parts = [f"@{user} {logs_summary(result)}"]
+    if kept:
+        longest = max((len(run) for line in kept for run in re.findall(r"`+", line)), default=0)
+        fence = "`" * max(3, longest + 1)  # no line can close the block
+        parts.append(f"{fence}\n" + "\n".join(kept) + f"\n{fence}")
+    left_out = len(result.lines) - len(kept)
+    if left_out:
+        parts.append(
+            f"{left_out} earlier line(s) left out to fit in a comment; ask for fewer with "
+            "`--lines` or a shorter `--since`."
+        )
+    parts += [f"- {note}" for note in result.notes]
+    parts += [f"- [log group `{g}` in the AWS console]({link})" for g, link in result.links.items()]
+    return "\n\n".join(parts)

@@ -22,7 +22,9 @@ log = logging.getLogger("revieee.github")
 DEPLOYMENT_KIND = "gh-deployment:"
 STATE_OF_PHASE = {
     "queued": "queued",
+    "resolving": "in_progress",
     "building": "in_progress",
+    "waiting": "in_progress",
     "deploying": "in_progress",
     "ready": "success",
     "failed": "failure",

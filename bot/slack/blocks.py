@@ -16,7 +16,9 @@ MAX_TEXT = 3000  # a section's text limit
 
 PHASES = {
     "queued": (":hourglass_flowing_sand:", "Queued"),
-    "building": (":package:", "Resolving image"),
+    "resolving": (":mag:", "Resolving image"),
+    "building": (":hammer_and_wrench:", "Building image"),
+    "waiting": (":hourglass:", "Waiting for image"),
     "deploying": (":rocket:", "Deploying"),
     "ready": (":white_check_mark:", "Ready"),
     "failed": (":x:", "Failed"),
@@ -136,11 +138,19 @@ def deploy_message(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f":link: <{view.url}>"}}
         )
+    if view.detail and view.phase == "building":
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"CodeBuild: {view.detail}"}],
+            }
+        )
     if view.phase == "failed" and view.reason:
+        link = f"\n<{view.log_url}|Full build log in the AWS console>" if view.log_url else ""
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": _truncate(f"*Why:* {view.reason}")},
+                "text": {"type": "mrkdwn", "text": _truncate(f"*Why:* {view.reason}") + link},
             }
         )
     if view.phase == "stopped":

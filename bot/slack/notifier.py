@@ -11,14 +11,18 @@ channel membership). Rate limits (429 + ``Retry-After``) are retried by the clie
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import Settings
+from bot.logtail import LogEvent
 from bot.phases import DeployView, phase_of, view_of
 from bot.serial import SerialWorker
 from bot.slack.blocks import deploy_message, who
@@ -30,6 +34,29 @@ MESSAGE_KIND = "deploy"
 PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped")
 MAX_REPLY = 3500  # Slack advises keeping a message's text under 4,000 characters
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
+RERENDER_STEPS = ("building image", "waiting for image")  # progress shown in the main message
+MAX_FILE_BYTES = 32 * 1024 * 1024  # of one log kept for its file (Slack takes up to 1 GB)
+TAIL_SHOWN = 30  # lines of a failed log repeated in its summary
+
+
+@dataclass
+class _Log:
+    """One log being followed in a thread: what was shown live, and all of it for the file."""
+
+    shown: int = 0
+    overflowed: bool = False
+    lines: list[str] = field(default_factory=list)
+    size: int = 0
+    total: int = 0
+
+
+@dataclass
+class _Thread:
+    """What waits to be posted in one environment's thread, and when it last got a post."""
+
+    items: list[tuple[str, object]] = field(default_factory=list)  # ("text"|"code"|"end", ...)
+    scheduled: bool = False
+    logs: dict[str, _Log] = field(default_factory=dict)
 
 
 class SlackNotifier:
@@ -41,16 +68,23 @@ class SlackNotifier:
         store: Store,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic
+        self.interval = settings.log_post_interval
         self._last_phase: dict[str, str] = {}
-        self._pending: dict[str, list[str]] = {}  # thread lines not yet posted, by environment
+        self._threads: dict[str, _Thread] = {}  # what waits to be posted, by environment
+        self._last_post: dict[str, float] = {}  # when each environment's thread got a post
         self._links: dict[str, str] = {}  # permalinks of deploy messages, by channel/ts
-        self._worker = SerialWorker("revieee-slack", idle=lambda: not self._pending)
+        self._worker = SerialWorker("revieee-slack", idle=self._idle)
         self._submit = self._worker.submit
+
+    def _idle(self) -> bool:
+        return not any(t.items or t.scheduled for t in self._threads.values())
 
     def permalink(self, env: str) -> str | None:
         """A link to the environment's deploy message (its thread), for GitHub; None if none."""
@@ -88,6 +122,10 @@ class SlackNotifier:
         """Core listener: each step goes into the thread; a phase change edits the message."""
         self._submit(self._step, op, step, message)
 
+    def on_log(self, op: Operation, event: LogEvent) -> None:
+        """Core log listener: a build's log (or the ECS events) into the thread, batched."""
+        self._submit(self._log, op, event)
+
     # -- the work (on the notifier's thread) --------------------------------------------------
 
     def _channel_for(self, op: Operation) -> str | None:
@@ -118,28 +156,128 @@ class SlackNotifier:
             self._render(ops[-1], phase)
 
     def _step(self, op: Operation, step: str, message: str) -> None:
-        # Steps that arrive while earlier notifications are still being sent share one thread
-        # reply: idle, every step is posted at once; under load (many deploys, a rate-limited
-        # Slack) the thread gets fewer, longer replies instead of a backlog.
-        pending = self._pending.setdefault(op.env, [])
-        if not pending:
-            self._submit(self._flush_thread, op)
-        pending.append(f"*{step}*: {message}")
+        self._queue(op, "text", f"*{step}*: {message}")
         phase = phase_of(op, step)
-        if phase != self._last_phase.get(op.env) or phase in ("ready", "failed", "stopped"):
+        if (
+            phase != self._last_phase.get(op.env)
+            or phase in ("ready", "failed", "stopped")
+            or step in RERENDER_STEPS
+        ):
             self._render(op, phase)
 
+    def _log(self, op: Operation, event: LogEvent) -> None:
+        thread = self._threads.setdefault(op.env, _Thread())
+        log_ = thread.logs.setdefault(event.stream, _Log())
+        if event.note:
+            self._queue(op, "text", f"_{event.stream}: {event.note}_")
+        if event.lines:
+            log_.total += len(event.lines)
+            for line in event.lines:
+                if log_.size + len(line) + 1 > MAX_FILE_BYTES:
+                    break
+                log_.lines.append(line)
+                log_.size += len(line) + 1
+            budget = self.settings.build_log_lines - log_.shown
+            shown = event.lines[: max(budget, 0)]
+            log_.shown += len(shown)
+            for line in shown:
+                self._queue(op, "code", line)
+            if len(shown) < len(event.lines) and not log_.overflowed:
+                log_.overflowed = True
+                self._queue(
+                    op,
+                    "text",
+                    f"_{event.stream}: the log is long; what follows goes into a file "
+                    "posted here when it ends_",
+                )
+        if event.done:
+            self._queue(op, "end", (event, thread.logs.pop(event.stream)))
+
+    # -- the thread: one post at a time, at most one per ``log_post_interval`` ----------------
+
+    def _queue(self, op: Operation, kind: str, item: object) -> None:
+        thread = self._threads.setdefault(op.env, _Thread())
+        thread.items.append((kind, item))
+        if not thread.scheduled:
+            thread.scheduled = True
+            last = self._last_post.get(op.env, float("-inf"))
+            delay = last + self.interval - self.monotonic()
+            if delay <= 0:
+                self._submit(self._flush_thread, op)
+            else:
+                timer = threading.Timer(delay, self._submit, (self._flush_thread, op))
+                timer.daemon = True
+                timer.start()
+
     def _flush_thread(self, op: Operation) -> None:
-        lines = self._pending.pop(op.env, [])
-        chunk: list[str] = []
-        for line in lines:
-            line = line if len(line) <= MAX_REPLY else line[: MAX_REPLY - 1] + "…"
-            if chunk and sum(len(x) + 1 for x in chunk) + len(line) > MAX_REPLY:
-                self._thread_reply(op, "\n".join(chunk))
-                chunk = []
-            chunk.append(line)
-        if chunk:
-            self._thread_reply(op, "\n".join(chunk))
+        """Post what waits in the thread as one reply (text lines as they are, log lines in a
+        code block), or one log's end; what does not fit waits for the next turn."""
+        thread = self._threads.get(op.env)
+        if thread is None:
+            return
+        thread.scheduled = False
+        if not thread.items:
+            return
+        try:
+            if thread.items[0][0] == "end":
+                _, payload = thread.items.pop(0)
+                assert isinstance(payload, tuple)
+                ended: LogEvent = payload[0]
+                kept: _Log = payload[1]
+                self._log_ended(op, ended, kept)
+            else:
+                text = _pack(thread.items)
+                self._thread_reply(op, text)
+        finally:  # whatever happened to this post, the rest of the thread still gets its turn
+            self._reschedule(op, thread)
+
+    def _reschedule(self, op: Operation, thread: _Thread) -> None:
+        self._last_post[op.env] = self.monotonic()
+        if thread.items:
+            thread.scheduled = True
+            delay = self.interval
+            timer = threading.Timer(delay, self._submit, (self._flush_thread, op))
+            timer.daemon = True
+            timer.start()
+        elif not thread.logs:
+            del self._threads[op.env]
+
+    def _log_ended(self, op: Operation, event: LogEvent, log_: _Log) -> None:
+        """The end of one log: its file when it was too long for the thread, then how it ended
+        (for a failure: the summary, the last lines and the link to the whole log)."""
+        ref = self.store.get_message(op.env, MESSAGE_KIND)
+        if ref is None:
+            return
+        parts: list[str] = []
+        if event.failed:
+            parts.append(f":x: {event.summary or event.stream + ' failed'}")
+            tail = list(event.tail)[-TAIL_SHOWN:]
+            if tail:
+                parts.append(f"Last {len(tail)} lines:\n" + _code(tail, MAX_REPLY - 400))
+        elif event.summary:
+            parts.append(f":white_check_mark: {event.summary}")
+        if event.link:
+            parts.append(f"<{event.link}|Full log in the AWS console>")
+        if log_.overflowed:
+            name = event.stream.replace(" ", "-")
+            content = "\n".join(log_.lines) + "\n"
+            if log_.total > len(log_.lines):
+                content += f"... {log_.total - len(log_.lines)} more lines not kept\n"
+            try:
+                self.client.files_upload_v2(
+                    channel=ref["channel"],
+                    thread_ts=ref["ts"],
+                    content=content,
+                    filename=f"{op.env}-{name}.log",
+                    title=f"{event.stream} of {op.env} ({log_.total} lines)",
+                    snippet_type="text",
+                    initial_comment="\n".join(parts) or f"{event.stream}: the whole log",
+                )
+                return
+            except (SlackClientError, OSError) as exc:  # the summary still gets posted
+                self._failed(op, exc)
+        if parts:
+            self._thread_reply(op, "\n".join(parts))
 
     def _view(self, op: Operation, phase: str) -> DeployView:
         return view_of(self.store, self.settings, op, phase, self.clock())
@@ -177,8 +315,11 @@ class SlackNotifier:
         except SlackApiError as exc:
             self._failed(op, exc)
 
-    def _failed(self, op: Operation, exc: SlackApiError) -> None:
-        error = str(exc.response.get("error", "")) if exc.response else str(exc)
+    def _failed(self, op: Operation, exc: Exception) -> None:
+        if isinstance(exc, SlackApiError) and exc.response:
+            error = str(exc.response.get("error", ""))
+        else:
+            error = f"{type(exc).__name__}: {exc}"
         log.warning("slack call failed op=%s env=%s error=%s", op.id, op.env, error)
         self.store.audit("slack error", None, op.env, "slack", operation=op.id, error=error)
         if error in CHANNEL_ERRORS and op.params.get("response_url"):
@@ -197,3 +338,56 @@ class SlackNotifier:
             )
         except Exception as exc:  # a report about a failure must not fail in turn
             log.warning("response_url failed: %s", exc)
+
+
+def _literal(line: str) -> str:
+    """A log line as Slack shows it verbatim: ``&``, ``<`` and ``>`` escaped (so a line with
+    ``<!channel>`` pings nobody) and no triple backtick closing the code block early."""
+    line = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return line.replace("```", "`\u200b``")
+
+
+def _code(lines: list[str], limit: int = MAX_REPLY) -> str:
+    """Lines in a code block, the newest kept when they do not all fit in ``limit``."""
+    kept: list[str] = []
+    size = 8
+    for line in reversed(lines):
+        line = _literal(line)
+        if size + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    kept.reverse()
+    return "```\n" + "\n".join(kept) + "\n```"
+
+
+def _pack(items: list[tuple[str, object]]) -> str:
+    """Take from the front of ``items`` what fits in one reply (at least one item), rendered:
+    text lines as they are, runs of log lines in code blocks."""
+    out: list[str] = []
+    size = 0
+    run: list[str] = []
+
+    def close_run() -> None:
+        nonlocal run
+        if run:
+            out.append("```\n" + "\n".join(run) + "\n```")
+            run = []
+
+    while items and items[0][0] != "end":
+        kind, item = items[0]
+        line = _literal(str(item)) if kind == "code" else str(item)
+        if len(line) > MAX_REPLY - 10:
+            line = line[: MAX_REPLY - 11] + "…"
+        cost = len(line) + 1 + (8 if kind == "code" and not run else 0)
+        if (out or run) and size + cost > MAX_REPLY:
+            break
+        if kind == "code":
+            run.append(line)
+        else:
+            close_run()
+            out.append(line)
+        size += cost
+        items.pop(0)
+    close_run()
+    return "\n".join(out)
