@@ -1,7 +1,8 @@
 """The ``revieee`` console script.
 
 ``revieee [--config PATH] VERB ...`` runs the same verbs as Slack and GitHub (deploy, stop, list,
-status, help) through the same parser, plus the terminal-only ``check``, ``worker`` and ``demo``.
+status, keep, logs, help) through the same parser, plus the terminal-only ``check``, ``worker``
+and ``demo``.
 Exit codes: 0 done, 1 the operation or check failed, 2 bad usage or configuration.
 """
 
@@ -24,6 +25,7 @@ from commands.verbs import VERBS, Command
 if TYPE_CHECKING:
     from bot.app import Runtime
     from bot.config import Settings
+    from bot.logtail import LogEvent
     from bot.store import Operation
 
 EXTRA = {
@@ -33,6 +35,8 @@ EXTRA = {
     "and the worker pool in one process",
     "worker": "run queued operations (and resume interrupted ones) until stopped",
     "demo": "run the whole flow against the built-in AWS sandbox (no AWS account needed)",
+    "gc-images": "[--dry-run]: delete untagged images in the ECR repositories revieee builds "
+    "into, except those an environment runs",
 }
 
 
@@ -74,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if verb == "serve":
             return _serve(words[1:], args.config)
+        if verb == "gc-images":
+            if words[1:] not in ([], ["--dry-run"]):
+                raise UsageError("usage: revieee gc-images [--dry-run]")
+            return _gc_images(load_settings(args.config), dry_run=len(words) > 1)
         if verb in EXTRA:
             if len(words) > 1:
                 raise UsageError(f"{verb} takes no arguments")
@@ -114,7 +122,18 @@ def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
         if o.id == op.id:
             print(f"  [{step}] {message}", flush=True)
 
+    def show_log(o: Operation, event: LogEvent) -> None:
+        if o.id != op.id:
+            return
+        if event.note:
+            print(f"  [{event.stream}] {event.note}", flush=True)
+        for line in event.lines:
+            print(f"  | {line}", flush=True)
+        if event.done and event.failed and event.link:
+            print(f"  [{event.stream}] full log: {event.link}", flush=True)
+
     runtime.apps.listeners.append(show)
+    runtime.apps.log_listeners.append(show_log)
     try:
         if runtime.runner.run_until_idle(only=op.id) == 0:
             print(
@@ -124,6 +143,7 @@ def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
             return 0
     finally:
         runtime.apps.listeners.remove(show)
+        runtime.apps.log_listeners.remove(show_log)
     done = runtime.store.get_operation(op.id)
     if done.status != "succeeded":
         print(f"operation {op.id} failed: {done.error}", file=sys.stderr)
@@ -131,6 +151,30 @@ def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
     env = runtime.store.get_env(op.env) or {}
     print(f"{op.env}: {env.get('status')} {env.get('url') or ''}".rstrip())
     return 0
+
+
+def _gc_images(settings: Settings, dry_run: bool) -> int:
+    from bot.app import build
+    from bot.engine import EngineError
+
+    runtime = build(settings)
+    try:
+        repositories = runtime.apps.images.managed_repositories()
+        if not repositories:
+            print('no repository to collect: no service has image_source = "codebuild"')
+            return 0
+        try:
+            gone = runtime.apps.images.gc_untagged(dry_run=dry_run)
+        except EngineError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        verb = "would delete" if dry_run else "deleted"
+        print(f"{verb} {len(gone)} untagged image(s) in {', '.join(repositories)}")
+        for ref in gone:
+            print(f"  {ref}")
+        return 0
+    finally:
+        runtime.close()
 
 
 def _check(settings: Settings) -> int:

@@ -13,9 +13,10 @@ import shlex
 import typing
 from typing import Any
 
-from commands.verbs import VERBS, Command, Help, usage
+from commands.verbs import DURATION_UNITS, VERBS, Command, Help, duration_text, usage
 
 _SHA_RE = re.compile(r"[0-9a-fA-F]{7,40}")
+_DURATION_RE = re.compile(r"([0-9]{1,7})([smhd])")
 
 
 class UsageError(Exception):
@@ -34,7 +35,7 @@ class UsageError(Exception):
 
 def _fields(cls: type[Command]) -> tuple[list[str], list[str], dict[str, type]]:
     """Required positionals (no default), optional positionals (``metadata["positional"]``)
-    and flags (name -> bool or str)."""
+    and flags (name -> bool, int or str)."""
     hints = typing.get_type_hints(cls)
     required: list[str] = []
     optional: list[str] = []
@@ -45,8 +46,42 @@ def _fields(cls: type[Command]) -> tuple[list[str], list[str], dict[str, type]]:
         elif f.metadata.get("positional"):
             optional.append(f.name)
         else:
-            flags[f.name] = bool if hints[f.name] is bool else str
+            flags[f.name] = hints[f.name] if hints[f.name] in (bool, int) else str
     return required, optional, flags
+
+
+def parse_duration(text: str) -> int:
+    """``30s``, ``15m``, ``2h``, ``1d`` -> seconds; ValueError for anything else."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if not match:
+        raise ValueError(text)
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _number(cls: type[Command], verb: str, name: str, value: str) -> int:
+    """A whole-number flag (``metadata``: ``min``/``max``, or ``duration`` with a ``max``)."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    flag = "--" + name.replace("_", "-")
+    if meta.get("duration"):
+        top = int(meta["max"])
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            seconds = -1
+        if not 0 < seconds <= top:
+            raise UsageError(
+                f"{flag} for {verb} must be a duration like 30s, 15m, 2h or 1d, at most "
+                f"{duration_text(top)} (got {value!r})",
+                verb,
+            )
+        return seconds
+    low, high = int(meta.get("min", 0)), int(meta.get("max", 2**31))
+    number = int(value) if value.isascii() and value.isdigit() else None
+    if number is None or not low <= number <= high:
+        raise UsageError(
+            f"{flag} for {verb} must be a whole number from {low} to {high} (got {value!r})", verb
+        )
+    return number
 
 
 def parse(text: str) -> Command:
@@ -89,7 +124,7 @@ def parse_words(words: list[str]) -> Command:
             value = inline if eq else next(args, None)
             if value is None or value == "" or value.startswith("--"):
                 raise UsageError(f"--{name} needs a value", verb)
-            values[key] = value
+            values[key] = _number(cls, verb, key, value) if flags[key] is int else value
         else:
             rest.append(word)
     positional = required + optional

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.authz import Authorizer
+from bot.container_logs import ContainerLogs, services_to_read
+from bot.engine import EngineError
 from bot.review import RequestError, ReviewApps
 from bot.store import Operation
 from commands.verbs import (
@@ -20,9 +22,11 @@ from commands.verbs import (
     Help,
     Keep,
     List,
+    Logs,
     Status,
     Stop,
     description,
+    duration_text,
     usage,
 )
 
@@ -119,6 +123,30 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             row = apps.find_env(env, app)
             status = apps.status(row["name"], live=not caller.fast)
             return Reply(format_status(status), data={"env": row["name"]})
+        case Logs(env=env, app=app, service=service, since=since, lines=lines):
+            row = apps.find_env(env, app)
+            name = row["name"]
+            of_app = apps.settings.apps.get(row["app"])
+            if authz is not None:
+                if of_app is None:
+                    return Reply(f"app {row['app']!r} of {name} is no longer configured", ok=False)
+                decision = authz.can_deploy(actor, of_app)
+                if not decision.allowed:
+                    reason = f"{decision.reason} (reading its logs takes the same right)"
+                    return _refused(caller, apps, "logs", name, reason)
+            data: dict[str, Any] = {"env": name}
+            if caller.fast:  # the front door fetches them after its answer
+                try:
+                    services_to_read(of_app, row, service)
+                except EngineError as exc:
+                    return Reply(str(exc), ok=False)
+                text = f"fetching the last {lines} log lines of {name}"
+                return Reply(text, data={**data, "pending": True})
+            result = apps.container_logs(name, service, since, lines)
+            apps.store.audit(
+                "logs read", actor, name, source, service=service, since=since, lines=lines
+            )
+            return Reply(format_logs(result), data={**data, "logs": result})
         case Help(verb=verb):
             return Reply(format_help(verb))
     raise AssertionError(f"unhandled command {cmd!r}")  # pragma: no cover
@@ -141,6 +169,24 @@ def _age(stamp: str | None, now: datetime) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def logs_summary(result: ContainerLogs) -> str:
+    """One line saying what a ``logs`` answer holds."""
+    since = duration_text(result.since)
+    scope = f"{result.env} ({', '.join(result.services)})"
+    if not result.lines:
+        return f"no log lines in the last {since} for {scope}"
+    read = f" (of {result.found} read)" if result.found > len(result.lines) else ""
+    return f"last {len(result.lines)} log lines{read} of {scope}, from the last {since}"
+
+
+def format_logs(result: ContainerLogs) -> str:
+    """A ``logs`` answer as plain text: what it is, the lines, then the notes and links."""
+    lines = [logs_summary(result), *result.lines]
+    lines += [f"note: {note}" for note in result.notes]
+    lines += [f"log group {group}: {link}" for group, link in result.links.items()]
+    return "\n".join(lines)
 
 
 def format_list(rows: list[dict[str, Any]]) -> str:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SINCE = 7 * 86400  # how far back ``logs --since`` may look
+MAX_LINES = 5000  # how many lines ``logs --lines`` may ask for
+
 
 @dataclass(frozen=True)
 class Deploy:
@@ -61,6 +65,21 @@ class Keep:
 
 
 @dataclass(frozen=True)
+class Logs:
+    """logs ENV [--app APP] [--service S] [--since 15m] [--lines N]
+    Show the newest log lines of the environment's containers, stopped tasks included.
+    They come from CloudWatch Logs (containers using the awslogs driver): the newest --lines
+    (default 100, at most 5000) of the last --since (30s, 15m, 2h, 1d; default 15m, at most 7d),
+    of every service or only of --service S. Reading logs takes the right to deploy the app."""
+
+    env: str
+    app: str | None = None
+    service: str | None = None
+    since: int = field(default=900, metadata={"duration": True, "max": MAX_SINCE})
+    lines: int = field(default=100, metadata={"min": 1, "max": MAX_LINES})
+
+
+@dataclass(frozen=True)
 class Help:
     """help [VERB]
     Show what revieee can do, or the details of one verb."""
@@ -68,7 +87,7 @@ class Help:
     verb: str | None = field(default=None, metadata={"positional": True})
 
 
-Command = Deploy | Stop | List | Status | Keep | Help
+Command = Deploy | Stop | List | Status | Keep | Logs | Help
 
 VERBS: dict[str, type[Command]] = {
     "deploy": Deploy,
@@ -76,6 +95,7 @@ VERBS: dict[str, type[Command]] = {
     "list": List,
     "status": Status,
     "keep": Keep,
+    "logs": Logs,
     "help": Help,
 }
 
@@ -87,3 +107,11 @@ def usage(verb: str) -> str:
 def description(verb: str) -> str:
     lines = (VERBS[verb].__doc__ or "").splitlines()[1:]
     return " ".join(line.strip() for line in lines if line.strip())
+
+
+def duration_text(seconds: int) -> str:
+    """``900`` -> ``"15m"``: the largest unit that divides ``seconds`` (as ``--since`` takes it)."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -6,7 +6,19 @@ import pytest
 
 from commands.parser import UsageError, parse, parse_words
 from commands.run import format_help
-from commands.verbs import VERBS, Command, Deploy, Help, List, Status, Stop, description, usage
+from commands.verbs import (
+    VERBS,
+    Command,
+    Deploy,
+    Help,
+    List,
+    Logs,
+    Status,
+    Stop,
+    description,
+    duration_text,
+    usage,
+)
 
 SHA40 = "0123456789abcdef0123456789abcdef01234567"
 
@@ -43,6 +55,16 @@ VALID: list[tuple[str, Command]] = [
     # status
     ("status web-my-branch", Status("web-my-branch")),
     ("status feature/x --app web", Status("feature/x", app="web")),
+    # logs: --since becomes seconds, --lines a number
+    ("logs web-my-branch", Logs("web-my-branch")),
+    ("logs feature/x --app shop --service api", Logs("feature/x", app="shop", service="api")),
+    ("logs x --since 30s", Logs("x", since=30)),
+    ("logs x --since=2h --lines 5", Logs("x", since=7200, lines=5)),
+    ("logs x --since 1D", Logs("x", since=86400)),
+    ("logs x --since 10080m --lines 5000", Logs("x", since=604800, lines=5000)),
+    ("logs x --lines=1", Logs("x", lines=1)),
+    ("logs --lines 7 x", Logs("x", lines=7)),
+    ("logs -h", Help("logs")),
     # help
     ("help", Help()),
     ("help deploy", Help("deploy")),
@@ -101,6 +123,31 @@ INVALID: list[tuple[str, str, str | None]] = [
     ("deploy x --sha g123456", "--sha must be a commit hash", "deploy"),
     (f"deploy x --sha {SHA40}0", "--sha must be a commit hash", "deploy"),
     ("deploy x --sha=abc-1234", "--sha must be a commit hash", "deploy"),
+    ("logs", "logs needs ENV", "logs"),
+    ("logs x y", "unexpected argument 'y' for logs", "logs"),
+    ("logs x --tail 5", "unknown option '--tail' for logs", "logs"),
+    ("logs x --lines", "--lines needs a value", "logs"),
+    ("logs x --since=", "--since needs a value", "logs"),
+    (
+        "logs x --since 8d",
+        "--since for logs must be a duration like 30s, 15m, 2h or 1d, at most 7d (got '8d')",
+        "logs",
+    ),
+    ("logs x --since 15", "--since for logs must be a duration", "logs"),
+    ("logs x --since 0m", "--since for logs must be a duration", "logs"),
+    ("logs x --since 1w", "--since for logs must be a duration", "logs"),
+    ("logs x --since -5m", "--since for logs must be a duration", "logs"),
+    ("logs x --since 1h30m", "--since for logs must be a duration", "logs"),
+    ("logs x --since 604801s", "at most 7d (got '604801s')", "logs"),
+    (
+        "logs x --lines 0",
+        "--lines for logs must be a whole number from 1 to 5000 (got '0')",
+        "logs",
+    ),
+    ("logs x --lines 5001", "--lines for logs must be a whole number from 1 to 5000", "logs"),
+    ("logs x --lines ten", "--lines for logs must be a whole number", "logs"),
+    ("logs x --lines 1.5", "--lines for logs must be a whole number", "logs"),
+    ("logs x --lines -3", "--lines for logs must be a whole number", "logs"),
     ("deploy 'unbalanced", "cannot read that command: No closing quotation", None),
     ('deploy "unbalanced', "cannot read that command: No closing quotation", None),
     ("deploy x\\", "cannot read that command", None),
@@ -163,3 +210,22 @@ def test_help_verb_given_as_an_option_is_checked() -> None:
 def test_extra_argument_to_help_names_the_extra_word() -> None:
     with pytest.raises(UsageError, match="unexpected argument 'extra'"):
         parse("help deploy extra")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (1, "1s"),
+        (59, "59s"),
+        (60, "1m"),
+        (900, "15m"),
+        (5400, "90m"),
+        (3600, "1h"),
+        (90000, "25h"),
+        (86400, "1d"),
+        (604800, "7d"),
+    ],
+)
+def test_logs_since_is_said_the_way_it_is_typed(seconds: int, text: str) -> None:
+    assert duration_text(seconds) == text
+    assert parse(f"logs x --since {text}") == Logs("x", since=seconds)

@@ -273,6 +273,7 @@ SCOPE_OF = {
     "chat_postMessage": "chat:write",
     "chat_update": "chat:write",
     "chat_postEphemeral": "chat:write",
+    "files_upload_v2": "files:write",  # files.getUploadURLExternal + completeUploadExternal
     "usergroups_users_list": "usergroups:read",
     "views_publish": None,  # no scope: the app's own Home tab
     "chat_getPermalink": None,  # no scope required

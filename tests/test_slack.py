@@ -7,50 +7,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from bot.app import build
-from bot.aws import AwsClients
-from bot.config import Settings, settings_from_mapping
 from bot.naming import env_name
-from bot.sandbox import Seeded, sandbox_config
+from tests.conftest import MakeRig
 from tests.fake_slack import Call, FakeSlack
-from tests.slack_rig import CHANNEL, SlackRig, sign, start_rig
+from tests.slack_rig import CHANNEL, SlackRig, sign
 
 BRANCH = "feature/checkout"  # web has an image for it; api falls back to main
 ENV = env_name("shop", BRANCH)
-
-MakeRig = Callable[..., SlackRig]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def make_rig(seeded: Seeded, aws: AwsClients, fake: FakeSlack, tmp_path: Any) -> Iterator[MakeRig]:
-    rigs: list[SlackRig] = []
-
-    def make(
-        app: dict[str, Any] | None = None, clients: AwsClients | None = None, **overrides: Any
-    ) -> SlackRig:
-        config = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
-        config["apps"]["shop"].update(app or {})
-        settings: Settings = settings_from_mapping(config, environ={})
-        rig = start_rig(build(settings, clients=clients or aws), fake)
-        rigs.append(rig)
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.close()
 
 
 @pytest.fixture

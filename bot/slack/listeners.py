@@ -12,6 +12,7 @@ de-duplicated on ``event_id`` (Slack retries, ``X-Slack-Retry-Num``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.authz import Authorizer
+from bot.container_logs import ContainerLogs
 from bot.review import RequestError, ReviewApps
 from bot.slack.blocks import (
     ACTION_KEEP,
@@ -33,11 +35,11 @@ from bot.slack.blocks import (
     home_view,
     list_blocks,
 )
-from bot.slack.notifier import SlackNotifier
+from bot.slack.notifier import CHANNEL_ERRORS, MAX_REPLY, MESSAGE_KIND, SlackNotifier
 from bot.store import Store
 from commands.parser import UsageError, parse
-from commands.run import Caller, Reply, run
-from commands.verbs import Command, Deploy, Keep, List, Stop
+from commands.run import Caller, Reply, logs_summary, run
+from commands.verbs import Command, Deploy, Keep, List, Logs, Stop
 
 log = logging.getLogger("revieee.slack")
 
@@ -83,7 +85,12 @@ def _caller(ctx: SlackContext, user: str, channel: str | None, response_url: str
 
 
 def _command(ctx: SlackContext) -> Callable[..., None]:
-    def command(ack: Callable[..., None], body: dict[str, Any]) -> None:
+    def command(
+        ack: Callable[..., None],
+        body: dict[str, Any],
+        client: WebClient,
+        respond: Callable[..., Any],
+    ) -> None:
         try:
             cmd = parse(body.get("text") or "")
         except UsageError as exc:
@@ -95,9 +102,85 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
             text, blocks = list_blocks(reply.data["rows"], ctx.clock())
             ack(response_type="ephemeral", text=text, blocks=blocks)
             return
+        if isinstance(cmd, Logs) and reply.data.get("pending"):
+            env = reply.data["env"]
+            ref = ctx.store.get_message(env, MESSAGE_KIND)
+            where = (
+                f"they will be posted in the thread of its deploy message in <#{ref['channel']}>"
+                if ref
+                else "they will be posted in this channel"
+            )
+            text = f":scroll: fetching the last {cmd.lines} log lines of `{env}`...; {where}"
+            ack(response_type="ephemeral", text=text)
+            cmd = dataclasses.replace(cmd, env=env, app=None)
+            ctx.later(_post_logs, ctx, client, respond, cmd, caller)
+            return
         ack(response_type="ephemeral", text=_reply_text(cmd, reply))
 
     return command
+
+
+def _post_logs(
+    ctx: SlackContext, client: WebClient, respond: Callable[..., Any], cmd: Logs, caller: Caller
+) -> None:
+    """Fetch the logs (AWS, after the ack) and post them where the environment is discussed:
+    the thread of its deploy message, else the command's channel. Short output is a message
+    with a code block; long output a file; problems are told through the response URL."""
+    reply = run(cmd, ctx.apps, dataclasses.replace(caller, fast=False))
+    if not reply.ok:
+        _respond(respond, _reply_text(cmd, reply))
+        return
+    result: ContainerLogs = reply.data["logs"]
+    ref = ctx.store.get_message(result.env, MESSAGE_KIND)
+    channel = ref["channel"] if ref else caller.context.get("channel")
+    thread = {"thread_ts": ref["ts"]} if ref else {}
+    if not channel:
+        _respond(respond, reply.text)
+        return
+    head = f":scroll: {_escape(logs_summary(result))}, asked by <@{caller.actor}>"
+    extras = [f"_{_escape(note)}_" for note in result.notes] + [
+        f"<{link}|log group {_escape(group)} in the AWS console>"
+        for group, link in result.links.items()
+    ]
+    code = "```\n" + "\n".join(_escape(line).replace("```", "`\u200b``") for line in result.lines)
+    message = "\n".join([head, code + "\n```", *extras] if result.lines else [head, *extras])
+    try:
+        if len(message) <= MAX_REPLY:
+            client.chat_postMessage(channel=channel, text=message, unfurl_links=False, **thread)
+        else:
+            client.files_upload_v2(
+                channel=channel,
+                content="\n".join(result.lines) + "\n",
+                filename=f"{result.env}-logs.txt",
+                title=f"{result.env}: last {len(result.lines)} log lines",
+                snippet_type="text",
+                initial_comment="\n".join([head, *extras]),
+                **thread,
+            )
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "")) if exc.response else str(exc)
+        log.warning("posting logs failed env=%s error=%s", result.env, error)
+        ctx.store.audit("slack error", None, result.env, SOURCE, verb="logs", error=error)
+        if error in CHANNEL_ERRORS:
+            text = (
+                f":warning: I cannot post the logs of `{result.env}` in <#{channel}> ({error}): "
+                "invite me with `/invite @revieee`, then ask again."
+            )
+        else:
+            text = f":warning: could not post the logs of `{result.env}`: {error}"
+        _respond(respond, text)
+
+
+def _escape(text: str) -> str:
+    """Slack's mrkdwn control characters: a log line must not mention or link anyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _respond(respond: Callable[..., Any], text: str) -> None:
+    try:
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception as exc:  # a report about a failure must not fail in turn
+        log.warning("response_url failed: %s", exc)
 
 
 def _reply_text(cmd: Command, reply: Reply) -> str:
