@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.naming import APP_NAME_RE
 
@@ -150,11 +151,30 @@ class Settings:
     desired_count: int = 1
     log_level: str = "info"
     stop_reactions: tuple[str, ...] = ("octagonal_sign",)
-    keep_hours: int = 24
     admins: tuple[str, ...] = ()
     log_post_interval: float = 2.0
     build_log_lines: int = 200
     gc_untagged_images: bool = False
+    # lifecycle (bot/lifecycle.py, bot/jobs.py)
+    timezone: str = "UTC"
+    work_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
+    work_hours: tuple[int, int] = (9 * 60, 18 * 60)  # minutes after local midnight: start, end
+    reminder_time: int = 10 * 60  # minutes after local midnight, on work days
+    forgotten_after: float = 3 * 86400.0  # idle seconds before an environment is reminded
+    ttl: float = 4 * 86400.0  # idle seconds before an environment expires
+    reminder_grace: float = 86400.0  # an expired environment stops this long after a reminder
+    keep_for: float = 3 * 86400.0  # what Keep and a bare `keep ENV` add
+    pin_requires_admin: bool = True  # `keep ENV forever` needs an admin (when admins are set)
+    sleep: bool = False  # scale environments to zero outside work hours
+    summary_day: int = 0  # the weekly cost summary's day (Monday), at reminder_time
+    admin_channel: str | None = None  # orphans and the weekly summary
+    sweep_interval: float = 900.0
+    sweep_delete: bool = False  # delete orphans at once instead of asking
+    prices: Mapping[str, float] = field(default_factory=dict)  # overrides of the price list
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def app(self, name: str | None) -> AppConfig:
         """The named app, or the default one; KeyError with the known names otherwise."""
@@ -254,6 +274,122 @@ def _delay(key: str, value: Any) -> float:
             key, f"must be a delay from 0 to 7d (got {value!r})", f'{key.split(".")[-1]} = "2h"'
         )
     return seconds
+
+
+def _duration(low: float, high: float, example: str) -> Parser:
+    """A duration such as ``"3d"``, ``"12h"``, ``"90m"`` (or seconds) from ``low`` to ``high``."""
+
+    def parse(key: str, value: Any) -> float:
+        seconds: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str):
+            text = value.strip().lower()
+            unit = {**DELAY_UNITS, "w": 7 * 86400}.get(text[-1:]) if text else None
+            with contextlib.suppress(ValueError):
+                seconds = float(text[:-1] if unit else text) * (unit or 1)
+        if seconds is None or not low <= seconds <= high:
+            raise ConfigError(
+                key,
+                f"must be a duration from {_span(low)} to {_span(high)}, like "
+                f"{example.split('=')[-1].strip()} (got {value!r})",
+                example,
+            )
+        return seconds
+
+    return parse
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _days(key: str, value: Any) -> tuple[int, ...]:
+    """``"mon-fri"``, ``"mon,wed,fri"`` or a list of day names -> weekday numbers (Monday 0)."""
+    example = f'{key} = "mon-fri"   # or ["mon", "tue", "thu"]'
+    parts = value if isinstance(value, list) else str(value).split(",")
+    days: set[int] = set()
+    for part in parts:
+        text = str(part).strip().lower()[:7]
+        first, dash, last = text.partition("-")
+        names = [n[:3] for n in ((first, last) if dash else (first,))]
+        if not all(n in DAY_NAMES for n in names) or not text:
+            raise ConfigError(key, f"{part!r} is not a day (mon ... sun) or range", example)
+        a, b = DAY_NAMES.index(names[0]), DAY_NAMES.index(names[-1])
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    if not days:
+        raise ConfigError(key, "needs at least one day", example)
+    return tuple(sorted(days))
+
+
+def _day(key: str, value: Any) -> int:
+    days = _days(key, value)
+    if len(days) != 1:
+        raise ConfigError(key, f"must be one day (got {value!r})", f'{key} = "mon"')
+    return days[0]
+
+
+def _clock_minutes(key: str, text: str, example: str) -> int:
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", text.strip())
+    if not match:
+        raise ConfigError(key, f"{text!r} is not a time of day like 09:30 (24-hour)", example)
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def _time_of_day(key: str, value: Any) -> int:
+    return _clock_minutes(key, str(value), f'{key} = "10:00"')
+
+
+def _hours_range(key: str, value: Any) -> tuple[int, int]:
+    example = f'{key} = "09:00-18:00"'
+    start, dash, end = str(value).partition("-")
+    if not dash:
+        raise ConfigError(key, f"must be START-END (got {value!r})", example)
+    first, last = _clock_minutes(key, start, example), _clock_minutes(key, end, example)
+    if first >= last:
+        raise ConfigError(key, f"must start before it ends (got {value!r})", example)
+    return first, last
+
+
+def _timezone(key: str, value: Any) -> str:
+    name = _str(key, value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            key, f"{name!r} is not an IANA time zone", f'{key} = "Europe/Berlin"'
+        ) from None
+    return name
+
+
+PRICE_KEYS = (
+    "fargate_vcpu_hour",
+    "fargate_gb_hour",
+    "fargate_spot_vcpu_hour",
+    "fargate_spot_gb_hour",
+)
+
+
+def _prices(key: str, value: Any) -> dict[str, float]:
+    example = f"[{key}]\nfargate_vcpu_hour = 0.04048\nfargate_gb_hour = 0.004445"
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table of prices in USD", example)
+    out = {}
+    for name, price in value.items():
+        if name not in PRICE_KEYS:
+            raise ConfigError(
+                f"{key}.{name}", f"unknown price (known: {', '.join(PRICE_KEYS)})", example
+            )
+        if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < 100:
+            raise ConfigError(f"{key}.{name}", f"must be a price in USD (got {price!r})", example)
+        out[name] = float(price)
+    return out
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -408,11 +544,25 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "desired_count": (_int(1, 10), False, "desired_count = 1"),
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
     "stop_reactions": (_emoji_list, False, 'stop_reactions = ["octagonal_sign"]'),
-    "keep_hours": (_int(1, 720), False, "keep_hours = 24"),
     "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
     "log_post_interval": (_seconds, False, "log_post_interval = 2"),
     "build_log_lines": (_int(0, 5000), False, "build_log_lines = 200"),
     "gc_untagged_images": (_bool, False, "gc_untagged_images = true"),
+    "timezone": (_timezone, False, 'timezone = "Europe/Berlin"'),
+    "work_days": (_days, False, 'work_days = "mon-fri"'),
+    "work_hours": (_hours_range, False, 'work_hours = "09:00-18:00"'),
+    "reminder_time": (_time_of_day, False, 'reminder_time = "10:00"'),
+    "forgotten_after": (_duration(3600, 90 * 86400, 'forgotten_after = "3d"'), False, ""),
+    "ttl": (_duration(3600, 365 * 86400, 'ttl = "4d"'), False, ""),
+    "reminder_grace": (_duration(0, 30 * 86400, 'reminder_grace = "1d"'), False, ""),
+    "keep_for": (_duration(3600, 90 * 86400, 'keep_for = "3d"'), False, ""),
+    "pin_requires_admin": (_bool, False, "pin_requires_admin = true"),
+    "sleep": (_bool, False, "sleep = true   # scale to zero outside work_hours"),
+    "summary_day": (_day, False, 'summary_day = "mon"'),
+    "admin_channel": (_str, False, 'admin_channel = "#revieee-admin"'),
+    "sweep_interval": (_duration(60, 86400, 'sweep_interval = "15m"'), False, ""),
+    "sweep_delete": (_bool, False, "sweep_delete = false"),
+    "prices": (_prices, False, "[prices]\nfargate_vcpu_hour = 0.04048"),
 }
 APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "channel": (_str, False, 'channel = "#shop-reviews"'),

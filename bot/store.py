@@ -23,7 +23,7 @@ import sqlite_utils
 
 BUSY_TIMEOUT_MS = 10_000
 
-ENV_ACTIVE = ("queued", "deploying", "running", "failed", "stopping")
+ENV_ACTIVE = ("queued", "deploying", "running", "sleeping", "failed", "stopping")
 
 
 def _column(name: str) -> str:
@@ -231,11 +231,58 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.table("ci_runs").create_index(["repository", "sha"])
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    # The lifecycle: reminders, pins, what an environment costs per hour while it runs.
+    envs = db.table("environments")
+    envs.add_column("reminded_at", str)  # the last reminder that listed it
+    envs.add_column("pinned", int)  # kept forever
+    envs.add_column("vcpu", float)  # its tasks' vCPUs and memory (GB), from its task definitions
+    envs.add_column("memory_gb", float)
+    envs.add_column("hourly_rate", float)  # USD per hour while running, from the price list
+    envs.add_column("stopped_reason", str)
+    # When each environment ran, slept, or stayed stopped because revieee stopped it: costs are
+    # sums of (hours x rate) over these intervals; an open one has no ended_at.
+    db.table("usage").create(
+        {
+            "id": int,
+            "env": str,
+            "state": str,  # running, sleeping, auto_stopped
+            "rate": float,
+            "started_at": str,
+            "ended_at": str,
+        },
+        pk="id",
+        not_null={"env", "state", "started_at"},
+    )
+    db.table("usage").create_index(["env", "ended_at"])
+    db.table("usage").create_index(["ended_at"])
+    # Which period a periodic job has already done (a reminder day, a summary week): a job that
+    # runs twice, or once more after a restart, finds its period taken and does nothing.
+    db.table("job_runs").create({"job": str, "period": str, "at": str}, pk=("job", "period"))
+    # AWS resources with revieee's tags and no active environment, found by the sweeper.
+    db.table("orphans").create(
+        {
+            "id": str,  # the resource's ARN (Cloud Map: its id)
+            "kind": str,  # ecs-service, cloud-map-service, task-definition
+            "name": str,
+            "env": str,
+            "app": str,
+            "found_at": str,
+            "reported_at": str,
+            "deleted_at": str,
+            "error": str,
+        },
+        pk="id",
+        not_null={"kind", "name", "found_at"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -792,6 +839,103 @@ class Store:
                     used.add(f"{repo}:{plan['tag']}")
         return used
 
+    # -- lifecycle: usage intervals, periodic jobs, orphans ------------------------------------
+
+    def set_usage(
+        self, env: str, state: str | None, rate: float | None = None, at: str = ""
+    ) -> None:
+        """Close the environment's open usage interval (if any) and open one in ``state``
+        (running, sleeping, auto_stopped), or none when ``state`` is None."""
+        at = at or now_iso()
+        with self.immediate() as db:
+            open_row = db.conn.execute(
+                "select id, state, rate from usage where env = ? and ended_at is null", [env]
+            ).fetchone()
+            if open_row and state == open_row[1] and (rate is None or rate == open_row[2]):
+                return
+            db.conn.execute(
+                "update usage set ended_at = ? where env = ? and ended_at is null", [at, env]
+            )
+            if state:
+                self._insert(
+                    "usage", {"env": env, "state": state, "rate": rate or 0.0, "started_at": at}
+                )
+
+    def usage_totals(
+        self, start: str | None = None, end: str | None = None, env: str | None = None
+    ) -> dict[str, dict[str, tuple[float, float]]]:
+        """env -> state -> (hours, USD) over the intervals, clipped to [start, end] (an open
+        interval counts until ``end``, now by default)."""
+        end = end or now_iso()
+        start = start or "0001-01-01T00:00:00+00:00"
+        sql = (
+            "select env, state, sum(hours), sum(hours * rate) from ("
+            "  select env, state, rate, max(0, (min(julianday(coalesce(ended_at, :end)),"
+            "  julianday(:end)) - max(julianday(started_at), julianday(:start))) * 24) as hours"
+            "  from usage where (ended_at is null or ended_at > :start) and started_at < :end"
+            + (" and env = :env" if env else "")
+            + ") group by env, state"
+        )
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for name, state, hours, cost in self.db.conn.execute(
+            sql, {"start": start, "end": end, "env": env}
+        ).fetchall():
+            out.setdefault(name, {})[state] = (float(hours or 0), float(cost or 0))
+        return out
+
+    def claim_period(self, job: str, period: str) -> bool:
+        """True the first time ``job`` claims ``period`` (e.g. a day), False after that."""
+        cur = self.db.conn.execute(
+            "insert or ignore into job_runs (job, period, at) values (?, ?, ?)",
+            [job, period, now_iso()],
+        )
+        return cur.rowcount == 1
+
+    def lifecycle_envs(self) -> list[dict[str, Any]]:
+        """Every environment that is not stopped, with its pull requests' states ("open",
+        "closed", "merged"; several joined with commas) and where its message is."""
+        sql = (
+            "select e.name, e.app, e.branch, e.status, e.url, e.owner, e.created_at, "
+            "e.last_activity_at, e.expires_at, e.reminded_at, e.pinned, e.hourly_rate, "
+            "(select group_concat(p.state) from pull_requests p where p.env = e.name) as prs, "
+            "(select group_concat(p.html_url) from pull_requests p where p.env = e.name) "
+            "as pr_urls, "
+            "m.channel, m.ts from environments e left join messages m "
+            "on m.env = e.name and m.kind = 'deploy' "
+            f"where e.status in ({', '.join('?' * len(ENV_ACTIVE))})"
+        )
+        cur = self.db.conn.execute(sql, list(ENV_ACTIVE))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def mark_reminded(self, names: list[str], at: str) -> None:
+        for i in range(0, len(names), 500):
+            chunk = names[i : i + 500]
+            self.db.conn.execute(
+                f"update environments set reminded_at = ? where name in "
+                f"({', '.join('?' * len(chunk))})",
+                [at, *chunk],
+            )
+
+    def record_orphan(self, **fields: Any) -> bool:
+        """Record a found orphan; True when it is new (not seen, or seen deleted, before)."""
+        known = self.db.conn.execute(
+            "select deleted_at from orphans where id = ?", [fields["id"]]
+        ).fetchone()
+        if known is not None and known[0] is None:
+            return False
+        self.db.table("orphans").upsert(
+            {"found_at": now_iso(), "deleted_at": None, "reported_at": None, **fields}, pk="id"
+        )
+        return True
+
+    def update_orphan(self, orphan_id: str, **fields: Any) -> None:
+        self.db.table("orphans").update(orphan_id, fields)
+
+    def orphans(self, include_deleted: bool = False) -> list[dict[str, Any]]:
+        sql = "select * from orphans" + ("" if include_deleted else " where deleted_at is null")
+        return list(self.db.query(sql + " order by found_at, id"))
+
     def first_delivery(self, source: str, delivery_id: str) -> bool:
         """Record a delivery id; True the first time it is seen, False for a repeat."""
         cur = self.db.conn.execute(
@@ -834,5 +978,9 @@ for _name in (
     "add_build",
     "update_build",
     "record_ci_run",
+    "claim_period",
+    "mark_reminded",
+    "record_orphan",
+    "update_orphan",
 ):
     setattr(Store, _name, _serialised(getattr(Store, _name)))

@@ -624,7 +624,7 @@ def test_example_documents_every_key() -> None:
     missing = [
         key
         for key in [*GLOBAL_KEYS, *APP_KEYS, *SERVICE_KEYS]
-        if not re.search(rf"^[ \t]*(?:#[ \t]*)?{key}[ \t]*=", text, re.MULTILINE)
+        if not re.search(rf"^[ \t]*(?:#[ \t]*)?({key}[ \t]*=|\[{key}\])", text, re.MULTILINE)
     ]
     assert missing == []
     variables = [f"REVIEEE_{key.upper()}" for key in GLOBAL_KEYS]
