@@ -125,6 +125,22 @@ class ServiceState:
     cloud_map_id: str
     task_definition: str
     host: str
+    cpu: int = 0  # CPU units (1024 = 1 vCPU) and MiB of the task definition, for the cost
+    memory: int = 0
+
+
+def _units(value: Any, default: int) -> int:
+    """A task definition's cpu or memory (``"256"``, ``"1 vCPU"``, ``"2 GB"``) in units/MiB."""
+    text = str(value or "").strip().lower()
+    number = re.match(r"[0-9.]+", text)
+    if not number:
+        return default
+    amount = float(number.group(0))
+    if "vcpu" in text:
+        return int(amount * 1024)
+    if "gb" in text:
+        return int(amount * 1024)
+    return int(amount)
 
 
 def _noop(step: str, message: str) -> None:
@@ -412,7 +428,7 @@ class Engine:
         known = self._cloud_map_services(ns_id, "listing Cloud Map services")
         for svc in spec.app.services:
             plan = by_name[svc.name]
-            td_arn = self._register_task_definition(spec, svc, plan, addresses, report)
+            td_arn, cpu, memory = self._register_task_definition(spec, svc, plan, addresses, report)
             cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, known, report)
             ecs_name = self._ensure_ecs_service(spec, svc, td_arn, cm_arn, report)
             states.append(
@@ -423,6 +439,8 @@ class Engine:
                     cm_id,
                     td_arn,
                     hosts[svc.name],
+                    cpu,
+                    memory,
                 )
             )
         return states
@@ -434,7 +452,7 @@ class Engine:
         plan: ServicePlan,
         addresses: dict[str, str],
         report: Reporter,
-    ) -> str:
+    ) -> tuple[str, int, int]:
         template = self._call(
             f"reading template task definition {svc.task_definition}",
             self.aws.ecs.describe_task_definition,
@@ -488,7 +506,7 @@ class Engine:
             "taskDefinition"
         ]["taskDefinitionArn"]
         report(step, f"{svc.name}: registered {arn.split('/')[-1]} ({plan.short_image})")
-        return str(arn)
+        return str(arn), _units(request.get("cpu"), 256), _units(request.get("memory"), 512)
 
     def _cloud_map_services(self, ns_id: str, step: str) -> dict[str, dict[str, Any]]:
         """The namespace's Cloud Map services by name (one listing per deploy or stop)."""
@@ -776,6 +794,22 @@ class Engine:
             s["status"] == "ACTIVE" and s.get("deployments") == 1 and s["running"] == s["desired"]
             for s in live.values()
         )
+
+    # -- sleep ---------------------------------------------------------------------------------
+
+    def scale(self, app: AppConfig, env: str, desired: int, report: Reporter = _noop) -> None:
+        """Set every ECS service of the environment to ``desired`` tasks (0: asleep)."""
+        for svc in app.services:
+            name = ecs_service_name(env, svc.name)
+            step = f"scaling ECS service {name} to {desired}"
+            self._call(
+                step,
+                self.aws.ecs.update_service,
+                cluster=self.settings.cluster,
+                service=name,
+                desiredCount=desired,
+            )
+            report(step, f"{svc.name}: {desired} task(s) wanted")
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ PHASE_OF_STEP = {
     "ready": "ready",
     "failed": "failed",
     "stopped": "stopped",
+    "sleeping": "sleeping",
 }
 
 
@@ -35,6 +36,8 @@ def phase_of(op: Operation, step: str) -> str:
         return "waiting"
     if op.kind == "stop":
         return "stopping"
+    if op.kind == "sleep":
+        return "sleeping"
     return "deploying"
 
 
@@ -62,6 +65,8 @@ class DeployView:
     pull_author: str | None = None
     detail: str | None = None  # what a build is doing now ("web: BUILD")
     log_url: str | None = None  # a failed build's log in the AWS console
+    stop_reason: str | None = None  # why revieee stopped it by itself (expired...)
+    pinned: bool = False
 
 
 def _parse(stamp: str | None) -> datetime | None:
@@ -94,7 +99,9 @@ def view_of(
         finished_at=None if phase in IN_PROGRESS else _parse(dep.get("finished_at")),
         reason=(env.get("error") or dep.get("failure_reason")) if phase == "failed" else None,
         serving=phase == "failed" and env.get("status") == "running",
-        stopped_by=op.requested_by if stopped else None,
+        stopped_by=(op.requested_by or ("revieee" if op.params.get("reason") else None))
+        if stopped
+        else None,
         stopped_at=now if stopped else None,
         expires_at=_parse(env.get("expires_at")),
         pull=f"{pull['repository']}#{pull['number']}" if pull else None,
@@ -103,4 +110,6 @@ def view_of(
         pull_author=pull["author"] if pull else None,
         detail=", ".join(f"{b['service']}: {b['phase']}" for b in running) or None,
         log_url=broken[-1].get("link") if broken and phase == "failed" else None,
+        stop_reason=op.params.get("reason") if op.kind == "stop" else None,
+        pinned=bool(env.get("pinned")),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import container_logs
+from bot import container_logs, cost
 from bot.config import Settings
 from bot.container_logs import ContainerLogs
 from bot.engine import (
@@ -74,6 +74,8 @@ class ReviewApps:
         self.listeners: list[Listener] = []
         self.log_listeners: list[LogListener] = []
         self.on_enqueue: list[Callable[[Operation], None]] = []
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.prices = cost.prices(settings, getattr(engine.aws.ecs.meta, "region_name", None))
 
     # -- requests (fast: persist only) ---------------------------------------------------------
 
@@ -106,10 +108,12 @@ class ReviewApps:
             "app": app_cfg.name,
             "branch": branch,
             "url": url,
-            "last_activity_at": datetime.now(UTC).isoformat(),
+            **self._activity(None if fresh else existing),
         }
         if fresh:
-            fields.update(status="queued", owner=requested_by, error=None)
+            fields.update(
+                status="queued", owner=requested_by, error=None, pinned=0, stopped_reason=None
+            )
         self.store.upsert_env(name, **fields)
         params = {**(context or {}), "sha": sha, "wait": wait}
         op, superseded = self.store.enqueue(
@@ -135,9 +139,13 @@ class ReviewApps:
         requested_by: str | None = None,
         source: str = "cli",
         context: dict[str, Any] | None = None,
+        reason: str | None = None,
     ) -> Requested:
-        """Persist a stop of the environment named ``env``."""
+        """Persist a stop of the environment named ``env``; ``reason`` (the scheduler's: why it
+        stops it) is shown in its thread and PR comment."""
         row = self.find_env(env)
+        if reason:
+            context = {**(context or {}), "reason": reason, "auto": True}
         note = (
             "it was already stopped; checking nothing is left" if row["status"] == "stopped" else ""
         )
@@ -161,20 +169,81 @@ class ReviewApps:
         self._enqueued(op)
         return Requested(op, row["name"], row["url"], superseded, note)
 
-    def keep(self, env: str, *, requested_by: str | None = None, source: str = "cli") -> str:
-        """Extend the environment's expiry by ``keep_hours`` (from now, or from its current
-        expiry if that is later); returns the new expiry (ISO 8601, UTC)."""
+    def keep(
+        self,
+        env: str,
+        seconds: float | None = None,
+        *,
+        forever: bool = False,
+        requested_by: str | None = None,
+        source: str = "cli",
+    ) -> str | None:
+        """Keep the environment: its expiry moves ``seconds`` (default ``keep_for``) later, from
+        now if it has passed; ``forever`` pins it (never reminded or stopped by the
+        scheduler). A duration given to a pinned environment unpins it. Returns the new expiry
+        (ISO 8601, UTC), None when pinned."""
         row = self.find_env(env)
         if row["status"] == "stopped":
             raise RequestError(f"{row['name']} is stopped; deploy it again instead")
-        now = datetime.now(UTC)
-        current = datetime.fromisoformat(row["expires_at"]) if row.get("expires_at") else now
-        expires = (max(current, now) + timedelta(hours=self.settings.keep_hours)).isoformat(
-            timespec="seconds"
+        now = self.clock()
+        if forever:
+            self.store.upsert_env(
+                row["name"], pinned=1, expires_at=None, last_activity_at=now.isoformat()
+            )
+            self.store.audit("pinned", requested_by, row["name"], source)
+            return None
+        seconds = seconds or self.settings.keep_for
+        current = (
+            datetime.fromisoformat(row["expires_at"])
+            if row.get("expires_at") and not row.get("pinned")
+            else now
         )
-        self.store.upsert_env(row["name"], expires_at=expires, last_activity_at=now.isoformat())
+        expires = (max(current, now) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+        self.store.upsert_env(
+            row["name"], expires_at=expires, pinned=0, last_activity_at=now.isoformat()
+        )
         self.store.audit("kept", requested_by, row["name"], source, expires_at=expires)
         return expires
+
+    def touch(self, env: str) -> None:
+        """Someone used the environment (a command or a button): it is not forgotten, and its
+        expiry moves to ``ttl`` from now if that is later."""
+        row = self.store.get_env(env)
+        if row is not None and row["status"] != "stopped":
+            self.store.upsert_env(env, **self._activity(row))
+
+    def _activity(self, row: dict[str, Any] | None) -> dict[str, Any]:
+        now = self.clock()
+        fields: dict[str, Any] = {"last_activity_at": now.isoformat()}
+        if row is not None and row.get("pinned"):
+            return fields
+        expires = now + timedelta(seconds=self.settings.ttl)
+        if row is not None and row.get("expires_at"):
+            expires = max(expires, datetime.fromisoformat(row["expires_at"]))
+        fields["expires_at"] = expires.isoformat(timespec="seconds")
+        return fields
+
+    def request_scale(
+        self,
+        env: str,
+        kind: str,
+        *,
+        requested_by: str | None = None,
+        source: str = "cli",
+        context: dict[str, Any] | None = None,
+    ) -> Requested:
+        """Persist a ``sleep`` (scale to zero) or ``wake`` (scale back up) of ``env``."""
+        row = self.find_env(env)
+        if kind == "wake" and row["status"] != "sleeping":
+            raise RequestError(f"{row['name']} is not sleeping (it is {row['status']})")
+        if kind == "sleep" and row["status"] != "running":
+            raise RequestError(f"{row['name']} is not running (it is {row['status']})")
+        op, superseded = self.store.enqueue(
+            kind, row["name"], row["app"], row["branch"], dict(context or {}), requested_by, source
+        )
+        self.store.audit(f"{kind} requested", requested_by, row["name"], source, operation=op.id)
+        self._enqueued(op)
+        return Requested(op, row["name"], row["url"], superseded)
 
     def _enqueued(self, op: Operation) -> None:
         log.info("operation queued op=%s kind=%s env=%s", op.id, op.kind, op.env)
@@ -206,9 +275,18 @@ class ReviewApps:
         include_stopped: bool = False,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        return self.store.list_envs(
+        rows = self.store.list_envs(
             app=app, owner=owner, include_stopped=include_stopped, limit=limit
         )
+        costs = self.costs()
+        for row in rows:
+            row["cost"] = costs.get(row["name"], 0.0)
+        return rows
+
+    def costs(self, env: str | None = None) -> dict[str, float]:
+        """Estimated USD each environment (or ``env``) cost so far: hours running x its rate."""
+        totals = self.store.usage_totals(end=self.clock().isoformat(), env=env)
+        return {name: states.get("running", (0.0, 0.0))[1] for name, states in totals.items()}
 
     def status(self, env: str, live: bool = True) -> dict[str, Any]:
         """The environment, its recent deployments and operations, and (``live``) what ECS
@@ -218,6 +296,7 @@ class ReviewApps:
             "env": row,
             "deployments": self.store.deployments(row["name"], 5),
             "operations": self.store.operations(env=row["name"])[-5:],
+            "cost": self.costs(row["name"]).get(row["name"], 0.0),
         }
         if live and row["status"] not in ("stopped", "queued") and row["app"] in self.settings.apps:
             try:
@@ -257,6 +336,8 @@ class ReviewApps:
             self._deploy(op)
         elif op.kind == "stop":
             self._stop(op)
+        elif op.kind in ("sleep", "wake"):
+            self._scale(op)
         else:
             raise ValueError(f"unknown operation kind {op.kind!r}")
 
@@ -357,6 +438,8 @@ class ReviewApps:
             # Decided now, not at request time: ask ECS whether a previous version still serves.
             serving = self._still_serving(op)
             self.store.upsert_env(op.env, status="running" if serving else "failed", error=str(exc))
+            if not serving:
+                self.store.set_usage(op.env, None)
             self.store.finish_deployment(dep_id, "failed", failure_reason=str(exc))
             self.store.audit(
                 "deploy failed",
@@ -370,7 +453,13 @@ class ReviewApps:
                 "failed", str(exc) + (" (the previous version keeps serving)" if serving else "")
             )
             raise
-        self.store.upsert_env(op.env, status="running", error=None)
+        vcpu = sum(s.cpu for s in states) / 1024 * self.settings.desired_count
+        memory_gb = sum(s.memory for s in states) / 1024 * self.settings.desired_count
+        rate = cost.hourly_rate(self.settings, self.prices, vcpu, memory_gb)
+        self.store.upsert_env(
+            op.env, status="running", error=None, vcpu=vcpu, memory_gb=memory_gb, hourly_rate=rate
+        )
+        self.store.set_usage(op.env, "running", rate)
         self.store.finish_deployment(dep_id, "succeeded")
         self.store.audit(
             "deployed", op.requested_by, op.env, op.source, operation=op.id, sha=primary.sha
@@ -407,6 +496,47 @@ class ReviewApps:
             self.store.audit("stop failed", op.requested_by, op.env, op.source, reason=str(exc))
             report("failed", str(exc))
             raise
-        self.store.upsert_env(op.env, status="stopped", error=None, services=None)
+        auto = bool(op.params.get("auto"))
+        self.store.upsert_env(
+            op.env,
+            status="stopped",
+            error=None,
+            services=None,
+            stopped_reason=op.params.get("reason"),
+        )
+        # what an automatic stop saves accrues until the environment is deployed again
+        self.store.set_usage(
+            op.env, "auto_stopped" if auto else None, float(row.get("hourly_rate") or 0)
+        )
         self.store.audit("stopped", op.requested_by, op.env, op.source, operation=op.id)
         report("stopped", f"{op.env} is stopped")
+
+    def _scale(self, op: Operation) -> None:
+        report = self._reporter(op)
+        row = self.store.get_env(op.env) or {}
+        wanted = "running" if op.kind == "sleep" else "sleeping"
+        if row.get("status") != wanted:  # changed since it was asked (a deploy, a stop)
+            log.info("%s skipped op=%s env=%s status=%s", op.kind, op.id, op.env, row.get("status"))
+            return
+        spec = self._spec(op)
+        rate = float(row.get("hourly_rate") or 0)
+        try:
+            if op.kind == "sleep":
+                self.engine.scale(spec.app, op.env, 0, report)
+                self.store.upsert_env(op.env, status="sleeping")
+                self.store.set_usage(op.env, "sleeping", rate)
+                self.store.audit("slept", op.requested_by, op.env, op.source, operation=op.id)
+                report("sleeping", f"{op.env} is asleep (scaled to zero) until it is woken")
+                return
+            self.engine.scale(spec.app, op.env, self.settings.desired_count, report)
+            self.store.upsert_env(op.env, status="deploying")
+            self.engine.wait(spec, report, since=datetime.now(UTC), log=self._log_sink(op))
+        except EngineError as exc:
+            self.store.upsert_env(op.env, status="failed", error=str(exc))
+            self.store.set_usage(op.env, None)
+            report("failed", str(exc))
+            raise
+        self.store.upsert_env(op.env, status="running", error=None)
+        self.store.set_usage(op.env, "running", rate)
+        self.store.audit("woken", op.requested_by, op.env, op.source, operation=op.id)
+        report("ready", f"{spec.url} is up again")

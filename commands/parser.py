@@ -13,10 +13,19 @@ import shlex
 import typing
 from typing import Any
 
-from commands.verbs import DURATION_UNITS, VERBS, Command, Help, duration_text, usage
+from commands.verbs import (
+    DURATION_UNITS,
+    MAX_KEEP,
+    VERBS,
+    Command,
+    Help,
+    Keep,
+    duration_text,
+    usage,
+)
 
 _SHA_RE = re.compile(r"[0-9a-fA-F]{7,40}")
-_DURATION_RE = re.compile(r"([0-9]{1,7})([smhd])")
+_DURATION_RE = re.compile(r"([0-9]{1,7})([smhdw])")
 
 
 class UsageError(Exception):
@@ -140,6 +149,19 @@ def parse_words(words: list[str]) -> Command:
         values["verb"] = values["verb"].lower()
         if values["verb"] not in VERBS:
             raise UsageError(f"no help for {rest[0]!r}: there is no such command")
+    if cls is Keep and values.get("duration"):
+        values["duration"] = values["duration"].lower()
+        if values["duration"] != "forever":
+            try:
+                seconds = parse_duration(values["duration"])
+            except ValueError:
+                seconds = -1
+            if not 0 < seconds <= MAX_KEEP:
+                raise UsageError(
+                    f"keep for how long? a duration like 3d, 1w or 12h (at most "
+                    f"{duration_text(MAX_KEEP)}), or forever (got {rest[1]!r})",
+                    verb,
+                )
     if values.get("sha") is not None and not _SHA_RE.fullmatch(values["sha"]):
         raise UsageError(
             f"--sha must be a commit hash (7-40 hex characters), got {values['sha']!r}", verb

@@ -12,9 +12,11 @@ from typing import Any
 
 from bot.authz import Authorizer
 from bot.container_logs import ContainerLogs, services_to_read
+from bot.cost import money
 from bot.engine import EngineError
 from bot.review import RequestError, ReviewApps
 from bot.store import Operation
+from commands.parser import parse_duration
 from commands.verbs import (
     VERBS,
     Command,
@@ -25,6 +27,7 @@ from commands.verbs import (
     Logs,
     Status,
     Stop,
+    Wake,
     description,
     duration_text,
     usage,
@@ -104,14 +107,41 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             if req.note:
                 text += f" ({req.note})"
             return Reply(text, operation=req.operation, data={"env": req.env})
-        case Keep(env=env, app=app):
+        case Keep(env=env, duration=duration, app=app):
             row = apps.find_env(env, app)
+            forever = duration == "forever"
             if authz is not None:
                 decision = authz.can_stop(actor, row, verb="keep")
                 if not decision.allowed:
                     return _refused(caller, apps, "keep", row["name"], decision.reason)
-            expires = apps.keep(row["name"], requested_by=actor, source=source)
-            return Reply(f"{row['name']} is kept until {expires}", data={"env": row["name"]})
+                of_app = apps.settings.apps.get(row["app"])
+                admins = list(apps.settings.admins) + list(of_app.admins if of_app else ())
+                pin_guarded = apps.settings.pin_requires_admin and admins
+                if forever and pin_guarded and not authz.is_admin(actor, of_app):
+                    reason = f"only an admin may keep {row['name']} forever; try `keep ENV 1w`"
+                    return _refused(caller, apps, "keep", row["name"], reason)
+            seconds = None if forever or duration is None else parse_duration(duration)
+            expires = apps.keep(
+                row["name"], seconds, forever=forever, requested_by=actor, source=source
+            )
+            if expires is None:
+                text = f"{row['name']} is pinned: kept until someone stops it"
+            else:
+                text = f"{row['name']} is kept until {expires}"
+            return Reply(text, data={"env": row["name"], "expires_at": expires})
+        case Wake(env=env, app=app):
+            row = apps.find_env(env, app)
+            of_app = apps.settings.apps.get(row["app"])
+            if authz is not None and of_app is not None:
+                decision = authz.can_deploy(actor, of_app)
+                if not decision.allowed:
+                    return _refused(caller, apps, "wake", row["name"], decision.reason)
+            apps.touch(row["name"])
+            req = apps.request_scale(
+                row["name"], "wake", requested_by=actor, source=source, context=caller.context
+            )
+            text = f"queued wake of {req.env}, operation {req.operation.id}"
+            return Reply(text, operation=req.operation, data={"env": req.env})
         case List(mine=mine, app=app, all=everything):
             if mine and not actor:
                 return Reply("--mine needs to know who you are", ok=False)
@@ -121,6 +151,7 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             return Reply(format_list(rows), data={"count": len(rows), "rows": rows})
         case Status(env=env, app=app):
             row = apps.find_env(env, app)
+            apps.touch(row["name"])
             status = apps.status(row["name"], live=not caller.fast)
             return Reply(format_status(status), data={"env": row["name"]})
         case Logs(env=env, app=app, service=service, since=since, lines=lines):
@@ -135,6 +166,7 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
                     reason = f"{decision.reason} (reading its logs takes the same right)"
                     return _refused(caller, apps, "logs", name, reason)
             data: dict[str, Any] = {"env": name}
+            apps.touch(name)
             if caller.fast:  # the front door fetches them after its answer
                 try:
                     services_to_read(of_app, row, service)
@@ -193,7 +225,7 @@ def format_list(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no environments"
     now = datetime.now(UTC)
-    header = ("ENV", "APP", "BRANCH", "STATUS", "OWNER", "AGE", "URL")
+    header = ("ENV", "APP", "BRANCH", "STATUS", "OWNER", "AGE", "COST", "URL")
     table = [header] + [
         (
             r["name"],
@@ -202,6 +234,7 @@ def format_list(rows: list[dict[str, Any]]) -> str:
             r["status"],
             r["owner"] or "-",
             _age(r["created_at"], now),
+            money(r["cost"]) if r.get("cost") is not None else "-",
             r["url"] or "-",
         )
         for r in rows
@@ -222,6 +255,14 @@ def format_status(status: dict[str, Any]) -> str:
         f"  url {env['url']}",
         f"  owner {env['owner'] or '-'}, created {env['created_at']}, updated {env['updated_at']}",
     ]
+    if env.get("pinned"):
+        lines.append("  pinned: never expires")
+    elif env.get("expires_at") and env["status"] != "stopped":
+        lines.append(f"  expires {env['expires_at']}, last activity {env['last_activity_at']}")
+    if status.get("cost") is not None:
+        rate = env.get("hourly_rate")
+        per_hour = f" ({money(rate)}/hour while running)" if rate else ""
+        lines.append(f"  cost about {money(status['cost'])} so far{per_hour}")
     if env.get("error"):
         lines.append(f"  last error: {env['error']}")
     for name, live in (status.get("live") or {}).items():

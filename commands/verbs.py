@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_KEEP = 90 * 86400  # the longest ``keep ENV <duration>`` (longer: ``forever``)
 MAX_SINCE = 7 * 86400  # how far back ``logs --since`` may look
 MAX_LINES = 5000  # how many lines ``logs --lines`` may ask for
 
@@ -57,8 +58,22 @@ class Status:
 
 @dataclass(frozen=True)
 class Keep:
-    """keep ENV [--app APP]
-    Keep the environment ENV longer: its expiry moves `keep_hours` later."""
+    """keep ENV [3d|1w|forever] [--app APP]
+    Keep the environment ENV longer: its expiry moves the given time later (default
+    `keep_for`, 3 days; up to 90d; from now if it already expired). `forever` pins it: never
+    reminded or stopped by the scheduler (an admin's call when admins are configured). A time
+    given to a pinned environment unpins it."""
+
+    env: str
+    duration: str | None = field(default=None, metadata={"positional": True})
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class Wake:
+    """wake ENV [--app APP]
+    Wake a sleeping environment (scaled to zero outside work hours) now; it sleeps again at
+    the end of the work day. A deploy wakes it too."""
 
     env: str
     app: str | None = None
@@ -87,7 +102,7 @@ class Help:
     verb: str | None = field(default=None, metadata={"positional": True})
 
 
-Command = Deploy | Stop | List | Status | Keep | Logs | Help
+Command = Deploy | Stop | List | Status | Keep | Wake | Logs | Help
 
 VERBS: dict[str, type[Command]] = {
     "deploy": Deploy,
@@ -95,6 +110,7 @@ VERBS: dict[str, type[Command]] = {
     "list": List,
     "status": Status,
     "keep": Keep,
+    "wake": Wake,
     "logs": Logs,
     "help": Help,
 }
@@ -112,6 +128,8 @@ def description(verb: str) -> str:
 def duration_text(seconds: int) -> str:
     """``900`` -> ``"15m"``: the largest unit that divides ``seconds`` (as ``--since`` takes it)."""
     for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if unit == "w":
+            continue  # "7d" reads better than "1w" in an answer
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"

@@ -135,7 +135,7 @@ INVALID: list[tuple[str, str, str | None]] = [
     ),
     ("logs x --since 15", "--since for logs must be a duration", "logs"),
     ("logs x --since 0m", "--since for logs must be a duration", "logs"),
-    ("logs x --since 1w", "--since for logs must be a duration", "logs"),
+    ("logs x --since 2w", "--since for logs must be a duration", "logs"),
     ("logs x --since -5m", "--since for logs must be a duration", "logs"),
     ("logs x --since 1h30m", "--since for logs must be a duration", "logs"),
     ("logs x --since 604801s", "at most 7d (got '604801s')", "logs"),

@@ -18,6 +18,7 @@ STATUS = {
     "failed": (":x:", "Failed"),
     "stopping": (":octagonal_sign:", "Stopping"),
     "stopped": (":black_square_for_stop:", "Stopped"),
+    "sleeping": (":zzz:", "Sleeping (scaled to zero outside working hours)"),
 }
 MAX_REASON = 2000
 
@@ -52,9 +53,13 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
         f"| **App** | {view.app} |",
         f"| **Last deploy** | {_when(view.started_at)} by {_who(view.requested_by)} |",
     ]
-    if view.expires_at and view.phase not in ("stopped", "stopping"):
+    if view.pinned and view.phase not in ("stopped", "stopping"):
+        lines.append("| **Expires** | never (pinned) |")
+    elif view.expires_at and view.phase not in ("stopped", "stopping"):
         lines.append(f"| **Expires** | {_when(view.expires_at)} |")
-    if view.phase == "stopped":
+    if view.phase == "stopped" and view.stop_reason:
+        lines.append(f"| **Stopped** | {_when(view.stopped_at)} by revieee: {view.stop_reason} |")
+    elif view.phase == "stopped":
         lines.append(f"| **Stopped** | {_when(view.stopped_at)} by {_who(view.stopped_by)} |")
     if view.phase == "failed" and view.reason:
         reason = view.reason if len(view.reason) <= MAX_REASON else view.reason[:MAX_REASON] + "…"

@@ -59,7 +59,10 @@ class GitHubNotifier:
     # -- core listeners ----------------------------------------------------------------------
 
     def on_requested(self, op: Operation) -> None:
-        self._worker.submit(self._report, op, "queued" if op.kind == "deploy" else "stopping")
+        phase = {"deploy": "queued", "stop": "stopping", "sleep": "sleeping"}.get(
+            op.kind, "deploying"
+        )
+        self._worker.submit(self._report, op, phase)
 
     def on_step(self, op: Operation, step: str, message: str) -> None:
         self._worker.submit(self._report, op, phase_of(op, step))

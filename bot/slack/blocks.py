@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.cost import money
 from bot.phases import DeployView
 
 Blocks = list[dict[str, Any]]
@@ -24,10 +25,13 @@ PHASES = {
     "failed": (":x:", "Failed"),
     "stopping": (":octagonal_sign:", "Stopping"),
     "stopped": (":black_square_for_stop:", "Stopped"),
+    "sleeping": (":zzz:", "Sleeping"),
 }
 ACTION_REDEPLOY = "revieee_redeploy"
 ACTION_STOP = "revieee_stop"
 ACTION_KEEP = "revieee_keep"
+ACTION_WAKE = "revieee_wake"
+ACTION_DELETE_ORPHAN = "revieee_delete_orphan"  # the sweeper's report (bot/sweeper.py)
 ACTION_OPEN = "revieee_open"
 
 
@@ -48,7 +52,9 @@ def elapsed(start: datetime | None, end: datetime) -> str:
         return f"{seconds}s"
     if seconds < 3600:
         return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
 def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
@@ -97,6 +103,8 @@ def env_buttons(env: str, url: str, phase: str) -> dict[str, Any]:
     elements = []
     if phase == "ready":
         elements.append(_button("Open", ACTION_OPEN, env, style="primary", url=url))
+    if phase == "sleeping":
+        elements.append(_button("Wake", ACTION_WAKE, env, style="primary"))
     elements.append(_button("Redeploy", ACTION_REDEPLOY, env))
     if phase not in ("stopped", "stopping"):
         elements.append(
@@ -128,7 +136,9 @@ def deploy_message(
         by = f" by {view.pull_author}" if view.pull_author else ""
         link = f"<{view.pull_url}|{view.pull}>" if view.pull_url else view.pull
         fields.append(f"*Pull request*\n{link}{title}{by}")
-    if view.expires_at and view.phase not in ("stopped", "stopping"):
+    if view.pinned and view.phase not in ("stopped", "stopping"):
+        fields.append("*Expires*\nnever (pinned)")
+    elif view.expires_at and view.phase not in ("stopped", "stopping"):
         fields.append(f"*Expires*\n{slack_date(view.expires_at)}")
     blocks: Blocks = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{label}*  {title}"}},
@@ -159,7 +169,11 @@ def deploy_message(
             {
                 "type": "context",
                 "elements": [
-                    {"type": "mrkdwn", "text": f"Stopped by {who(view.stopped_by)} at {at}"}
+                    {
+                        "type": "mrkdwn",
+                        "text": f"Stopped by {who(view.stopped_by)} at {at}"
+                        + (f": {_truncate(view.stop_reason, 500)}" if view.stop_reason else ""),
+                    }
                 ],
             }
         )
@@ -187,6 +201,8 @@ def _env_line(row: dict[str, Any], now: datetime) -> str:
     )
     if row.get("expires_at"):
         line += f", expires {slack_date(datetime.fromisoformat(row['expires_at']))}"
+    if row.get("cost"):
+        line += f", about {money(row['cost'])} so far"
     return line
 
 
@@ -197,6 +213,7 @@ PHASE_OF_STATUS = {
     "failed": PHASES["failed"][0],
     "stopping": PHASES["stopping"][0],
     "stopped": PHASES["stopped"][0],
+    "sleeping": PHASES["sleeping"][0],
 }
 
 
@@ -281,7 +298,7 @@ def home_view(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(_env_line(row, now))}}
         )
-        phase = "ready" if row["status"] == "running" else row["status"]
+        phase = {"running": "ready", "deploying": "deploying"}.get(row["status"], row["status"])
         blocks.append(env_buttons(row["name"], row.get("url") or "", phase))
     blocks.append({"type": "divider"})
     _, listing = list_blocks(running, now, title="All running environments")
@@ -290,3 +307,139 @@ def home_view(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Updated {slack_date(now)}"}]}
     )
     return {"type": "home", "blocks": blocks}
+
+
+# -- the lifecycle's messages ----------------------------------------------------------------
+
+PR_STATE = {"merged": ":twisted_rightwards_arrows: merged", "closed": ":no_entry_sign: closed"}
+
+
+def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
+    """A channel's reminder (a :class:`bot.lifecycle.Reminder`): each forgotten environment
+    with its owner, age, last activity, PR state, cost so far, and Keep / Stop now buttons."""
+    items = reminder.items
+    owners = sorted({who(i.owner) for i in items if i.owner})
+    text = f":alarm_clock: {len(items)} review environment(s) look forgotten"
+    if owners:
+        text += f": {', '.join(owners)}"
+    blocks: Blocks = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _truncate(
+                    f"{text}. Keep what you still need; the rest is stopped when it expires."
+                ),
+            },
+        }
+    ]
+    room = (MAX_BLOCKS - 3) // 2
+    for item in items[:room]:
+        pr = ""
+        if item.pr_state in PR_STATE:
+            pr = (
+                f", PR {PR_STATE[item.pr_state]}"
+                if not item.pr_url
+                else (f", <{item.pr_url}|PR> {PR_STATE[item.pr_state]}")
+            )
+        elif item.pr_state == "open":
+            pr = ", PR open"
+        stops = f"\nStops {slack_date(item.stops_at)} unless kept." if item.stops_at else ""
+        name = f"<{item.url}|{item.name}>" if item.url else f"`{item.name}`"
+        line = (
+            f"{PHASE_OF_STATUS.get(item.status, '')} *{name}* `{item.branch}` "
+            f"({who(item.owner)}): {item.reason}\n"
+            f"{item.status}, up {elapsed(item.created_at, now)}, last activity "
+            f"{slack_date(item.last_activity)}{pr}, about {money(item.cost)} so far{stops}"
+        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _truncate(line)}})
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"remind:{item.name}",
+                "elements": [
+                    _button("Keep", ACTION_KEEP, item.name, style="primary"),
+                    _button(
+                        "Stop now",
+                        ACTION_STOP,
+                        item.name,
+                        style="danger",
+                        confirm=_stop_confirm(item.name),
+                    ),
+                ],
+            }
+        )
+    if len(items) > room:
+        rest = ", ".join(f"`{i.name}`" for i in items[room:])
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _truncate(
+                        f"… and {len(items) - room} more: {rest}. "
+                        "`/revieee keep ENV` or `/revieee stop ENV`."
+                    ),
+                },
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Keep adds time; `/revieee keep ENV 1w` or `forever` for longer. "
+                    "Costs are estimates from Fargate prices.",
+                }
+            ],
+        }
+    )
+    return text, blocks
+
+
+def summary_message(summary: Any) -> tuple[str, Blocks]:
+    """The weekly cost summary (a :class:`bot.lifecycle.Summary`)."""
+    period = f"{summary.start:%Y-%m-%d} to {summary.end:%Y-%m-%d}"
+    text = (
+        f":bar_chart: Review environments, {period}: {money(summary.total)} "
+        f"for {summary.environments} environment(s)"
+    )
+    saved = summary.saved_auto_stop + summary.saved_sleep
+    lines = [
+        f"*Total:* {money(summary.total)} ({summary.hours:,.0f} environment-hours, "
+        f"{summary.environments} environment(s))",
+        f"*Saved:* about {money(saved)}: {money(summary.saved_auto_stop)} by "
+        f"{summary.auto_stopped} automatic stop(s), {money(summary.saved_sleep)} by sleep hours",
+    ]
+    top = [
+        f"{n}. `{env}` ({who(owner) if owner else 'no owner'}): {money(usd)}, {hours:,.0f} h"
+        for n, (env, owner, usd, hours) in enumerate(summary.top, 1)
+    ]
+    blocks: Blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Weekly cost, {period}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+    ]
+    if top:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _truncate("*Top environments*\n" + "\n".join(top)),
+                },
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Estimates from task CPU and memory and Fargate prices; sleeping "
+                    "hours are not counted.",
+                }
+            ],
+        }
+    )
+    return text, blocks

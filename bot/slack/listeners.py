@@ -28,10 +28,12 @@ from bot.authz import Authorizer
 from bot.container_logs import ContainerLogs
 from bot.review import RequestError, ReviewApps
 from bot.slack.blocks import (
+    ACTION_DELETE_ORPHAN,
     ACTION_KEEP,
     ACTION_OPEN,
     ACTION_REDEPLOY,
     ACTION_STOP,
+    ACTION_WAKE,
     home_view,
     list_blocks,
 )
@@ -39,7 +41,7 @@ from bot.slack.notifier import CHANNEL_ERRORS, MAX_REPLY, MESSAGE_KIND, SlackNot
 from bot.store import Store
 from commands.parser import UsageError, parse
 from commands.run import Caller, Reply, logs_summary, run
-from commands.verbs import Command, Deploy, Keep, List, Logs, Stop
+from commands.verbs import Command, Deploy, Keep, List, Logs, Stop, Wake
 
 log = logging.getLogger("revieee.slack")
 
@@ -54,13 +56,17 @@ class SlackContext:
     notifier: SlackNotifier
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     later: Callable[..., Any] = lambda fn, *args: fn(*args)  # the background pool in production
+    sweeper: Any = None  # bot.sweeper.Sweeper: the admin channel's Delete buttons
 
 
 def register(app: App, ctx: SlackContext) -> None:
     """Register every listener revieee has on the Bolt app."""
     app.middleware(_dedupe(ctx.store))
     app.command("/revieee")(_command(ctx))
-    app.action(re.compile(f"^({ACTION_REDEPLOY}|{ACTION_STOP}|{ACTION_KEEP})$"))(_button(ctx))
+    app.action(re.compile(f"^({ACTION_REDEPLOY}|{ACTION_STOP}|{ACTION_KEEP}|{ACTION_WAKE})$"))(
+        _button(ctx)
+    )
+    app.action(ACTION_DELETE_ORPHAN)(_delete_orphan(ctx))
     app.action(ACTION_OPEN)(lambda ack: ack())
     app.event("reaction_added")(_reaction(ctx))
     app.event("app_home_opened")(_home(ctx))
@@ -236,6 +242,8 @@ def _clicked(
         cmd = Deploy(branch=row["branch"], app=row["app"])
     elif action["action_id"] == ACTION_STOP:
         cmd = Stop(env=row["name"])
+    elif action["action_id"] == ACTION_WAKE:
+        cmd = Wake(env=row["name"])
     else:
         cmd = Keep(env=row["name"])
     reply = run(cmd, ctx.apps, _caller(ctx, user, channel, body.get("response_url")))
@@ -245,6 +253,48 @@ def _clicked(
         ctx.notifier.refresh(row["name"])
     if body.get("view", {}).get("type") == "home":
         publish_home(ctx, client, user)
+
+
+def _delete_orphan(ctx: SlackContext) -> Callable[..., None]:
+    def delete(
+        ack: Callable[..., None],
+        body: dict[str, Any],
+        client: WebClient,
+        respond: Callable[..., Any],
+    ) -> None:
+        ack()
+        ctx.later(_delete_clicked, ctx, body, client, respond)
+
+    return delete
+
+
+def _delete_clicked(
+    ctx: SlackContext, body: dict[str, Any], client: WebClient, respond: Callable[..., Any]
+) -> None:
+    """The admin channel's Delete button on an orphan: admins only (when admins are set)."""
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id")
+    orphan_id = str(body["actions"][0].get("value", ""))
+    settings = ctx.apps.settings
+    admins = list(settings.admins) + [a for app in settings.apps.values() for a in app.admins]
+    allowed = (
+        not admins
+        or ctx.authz.is_admin(user, None)
+        or any(ctx.authz.is_admin(user, app) for app in settings.apps.values())
+    )
+    if not allowed:
+        ctx.store.audit("refused", user, None, SOURCE, verb="delete orphan", orphan=orphan_id)
+        _tell(client, user, channel, respond, ":no_entry: not allowed: only an admin may delete")
+        return
+    if ctx.sweeper is None:
+        _tell(client, user, channel, respond, "the sweeper is not running here")
+        return
+    try:
+        line = ctx.sweeper.delete(orphan_id, actor=user)
+    except Exception as exc:  # told to the admin, who can try again
+        log.warning("orphan delete failed id=%s: %s", orphan_id, exc)
+        line = f":warning: could not delete it: {exc}"
+    _tell(client, user, channel, respond, line)
 
 
 def _reaction(ctx: SlackContext) -> Callable[..., None]:
@@ -277,7 +327,7 @@ def _home(ctx: SlackContext) -> Callable[..., None]:
 
 
 def publish_home(ctx: SlackContext, client: WebClient, user: str) -> None:
-    mine = ctx.store.list_envs(owner=user)
+    mine = ctx.apps.list_envs(owner=user)
     running = [e for e in ctx.store.list_envs() if e["status"] == "running"]
     try:
         client.views_publish(user_id=user, view=home_view(mine, running, ctx.clock()))

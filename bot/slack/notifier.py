@@ -31,7 +31,9 @@ from bot.store import Operation, Store
 log = logging.getLogger("revieee.slack")
 
 MESSAGE_KIND = "deploy"
-PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped")
+PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped", "sleeping")
+REQUESTED_PHASE = {"deploy": "queued", "stop": "stopping", "sleep": "sleeping", "wake": "deploying"}
+REQUESTED_VERB = {"deploy": "redeploy", "stop": "stop", "sleep": "sleep", "wake": "wake"}
 MAX_REPLY = 3500  # Slack advises keeping a message's text under 4,000 characters
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
 RERENDER_STEPS = ("building image", "waiting for image")  # progress shown in the main message
@@ -137,12 +139,16 @@ class SlackNotifier:
         )
 
     def _requested(self, op: Operation) -> None:
-        phase = "queued" if op.kind == "deploy" else "stopping"
         ref = self.store.get_message(op.env, MESSAGE_KIND)
-        self._render(op, phase)
+        self._render(op, REQUESTED_PHASE.get(op.kind, "queued"))
         ref_after = self.store.get_message(op.env, MESSAGE_KIND)
-        if ref is not None and ref_after is not None:
-            verb = "redeploy" if op.kind == "deploy" else "stop"
+        if ref_after is None:
+            return
+        if op.params.get("reason"):
+            self._thread_reply(op, f":alarm_clock: revieee stops it: {op.params['reason']}")
+        elif ref is not None and (op.requested_by or op.kind not in ("sleep", "wake")):
+            # (the nightly sleep and the morning wake edit the message, without a reply)
+            verb = REQUESTED_VERB.get(op.kind, op.kind)
             sha = f" of `{op.params['sha'][:7]}`" if op.params.get("sha") else ""
             self._thread_reply(op, f"{verb}{sha} requested by {who(op.requested_by)}")
 
@@ -156,7 +162,9 @@ class SlackNotifier:
             self._render(ops[-1], phase)
 
     def _step(self, op: Operation, step: str, message: str) -> None:
-        self._queue(op, "text", f"*{step}*: {message}")
+        scheduled = op.kind in ("sleep", "wake") and not op.requested_by
+        if not scheduled or step == "failed":  # the nightly sleep only edits the message
+            self._queue(op, "text", f"*{step}*: {message}")
         phase = phase_of(op, step)
         if (
             phase != self._last_phase.get(op.env)
