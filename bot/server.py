@@ -31,9 +31,13 @@ from bot.github.events import GitHubEvents
 from bot.github.notifier import GitHubNotifier
 from bot.github.webhook import GitHubWebhook
 from bot.inbox import InboxWorker
+from bot.jobs import start_scheduler
+from bot.lifecycle import Lifecycle
 from bot.slack import BotIdentity, bolt_app, slack_authorizer, web_client
+from bot.slack.announcer import SlackAnnouncer
 from bot.slack.listeners import SlackContext, register
 from bot.slack.notifier import SlackNotifier
+from bot.sweeper import Sweeper
 
 log = logging.getLogger("revieee.server")
 
@@ -167,6 +171,7 @@ class Serving:
     github: GitHubNotifier | None = None
     inbox: InboxWorker | None = None
     pool: ThreadPoolExecutor | None = None  # Slack replies that follow an ack
+    lifecycle: Lifecycle | None = None  # the scheduled jobs' work (bot/jobs.py runs it)
 
     def start(self) -> None:
         if self.inbox is not None:
@@ -216,6 +221,7 @@ def build_serving(
 
         pool.submit(safe)
 
+    sweeper = Sweeper(runtime.clients, runtime.settings, runtime.store, runtime.engine)
     register(
         bolt,
         SlackContext(
@@ -224,11 +230,24 @@ def build_serving(
             slack_authorizer(runtime.settings, client),
             notifier,
             later=later,
+            sweeper=sweeper,
         ),
     )
     handler = None if socket_mode else SlackRequestHandler(bolt)
+    lifecycle = Lifecycle(
+        runtime.settings,
+        runtime.store,
+        runtime.apps,
+        SlackAnnouncer(client, runtime.store),
+        sweeper,
+    )
     serving = Serving(
-        WebApp(runtime, signing_secret or "unused", handler), notifier, bolt, identity, pool=pool
+        WebApp(runtime, signing_secret or "unused", handler),
+        notifier,
+        bolt,
+        identity,
+        pool=pool,
+        lifecycle=lifecycle,
     )
     _wire_github(serving, runtime, secrets, notifier)
     return serving
@@ -312,6 +331,8 @@ def serve(
     http = HttpServer(serving.app, host, port)
     runtime.runner.start()
     serving.start()
+    assert serving.lifecycle is not None
+    scheduler = start_scheduler(runtime.settings, serving.lifecycle)
     http.start()
     socket_handler = None
     if socket_mode:
@@ -328,6 +349,7 @@ def serve(
     print("revieee stopping: draining running operations", flush=True)
     if socket_handler is not None:
         socket_handler.close()
+    scheduler.shutdown(wait=True)  # a job under way finishes; the next runs are in the job store
     http.stop()
     runtime.close()
     serving.close()
