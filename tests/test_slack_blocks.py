@@ -43,6 +43,7 @@ REASON = (
     "after 600s: 0 of 1 tasks running; last service event: (service "
     "shop-feature-checkout-s7gghvic-web) was unable to place a task"
 )
+EXPIRED = "expired: no activity since 2026-11-12 10:00 UTC, reminded 2026-11-16 09:00 UTC"
 PHASES: dict[str, DeployView] = {
     "queued": BASE,
     "resolving": BASE.__class__(**{**BASE.__dict__, "phase": "resolving"}),
@@ -70,6 +71,14 @@ PHASES: dict[str, DeployView] = {
     "stopping": BASE.__class__(**{**BASE.__dict__, "phase": "stopping", "requested_by": "U0BOB"}),
     "stopped": BASE.__class__(
         **{**BASE.__dict__, "phase": "stopped", "stopped_by": "U0BOB", "stopped_at": NOW}
+    ),
+    "sleeping": BASE.__class__(**{**BASE.__dict__, "phase": "sleeping", "finished_at": NOW}),
+    "stopped-expired": BASE.__class__(
+        **{**BASE.__dict__, "phase": "stopped", "stopped_by": "revieee", "stopped_at": NOW}
+        | {"stop_reason": EXPIRED}
+    ),
+    "ready-pinned": BASE.__class__(
+        **{**BASE.__dict__, "phase": "ready", "finished_at": NOW, "pinned": True}
     ),
 }
 
