@@ -107,10 +107,13 @@ class Lifecycle:
             expires = last + timedelta(seconds=self.settings.ttl)
         return expires
 
-    def forgotten(self, now: datetime | None = None) -> list[Forgotten]:
-        """Every forgotten environment, oldest activity first."""
+    def forgotten(
+        self, now: datetime | None = None, rows: list[dict[str, Any]] | None = None
+    ) -> list[Forgotten]:
+        """Every forgotten environment (of ``rows``, by default every environment that is not
+        stopped), oldest activity first."""
         now = now or self.clock()
-        rows = self.store.lifecycle_envs()
+        rows = self.store.lifecycle_envs() if rows is None else rows
         costs = self.store.usage_totals(end=now.isoformat())
         idle_limit = timedelta(seconds=self.settings.forgotten_after)
         grace = timedelta(seconds=self.settings.reminder_grace)
@@ -174,9 +177,10 @@ class Lifecycle:
         (local date). An environment counts as reminded only once its message was posted."""
         now = now or self.clock()
         today = now.astimezone(self.settings.zone).date()
-        by_name = {r["name"]: r for r in self.store.lifecycle_envs()}
+        rows = self.store.lifecycle_envs()
+        by_name = {r["name"]: r for r in rows}
         groups: dict[str, list[Forgotten]] = defaultdict(list)
-        for item in self.forgotten(now):
+        for item in self.forgotten(now, rows):
             row = by_name[item.name]
             reminded = _when(row.get("reminded_at"))
             if reminded is not None and reminded.astimezone(self.settings.zone).date() == today:
@@ -191,9 +195,10 @@ class Lifecycle:
             reminder = Reminder(channel, items)
             if self.announcer is None or not self.announcer.remind(reminder, now):
                 continue  # not posted: not reminded (and so not stopped for it)
-            self.store.mark_reminded([i.name for i in items], now.isoformat())
-            for item in items:
-                self.store.audit("reminded", None, item.name, "scheduler", channel=channel)
+            with self.store.immediate():  # one transaction, not one commit per environment
+                self.store.mark_reminded([i.name for i in items], now.isoformat())
+                for item in items:
+                    self.store.audit("reminded", None, item.name, "scheduler", channel=channel)
             sent.append(reminder)
         log.info("reminders sent channels=%d envs=%d", len(sent), sum(len(r.items) for r in sent))
         return sent
