@@ -129,10 +129,11 @@ def fill_store(
             created = now - timedelta(seconds=rng.randint(3600, 20 * 86400))
             last = max(created, now - timedelta(seconds=rng.randint(0, 10 * 86400)))
             rate = 0.0153 + (n % 4) * 0.01
+            running = statuses[name] == "running"
             db.conn.execute(
                 "insert into environments (name, app, branch, status, url, owner, created_at, "
-                "updated_at, last_activity_at, expires_at, hourly_rate, pinned) "
-                "values (?, 'shop', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated_at, last_activity_at, expires_at, hourly_rate, pinned, cost_closed, "
+                "running_since) values (?, 'shop', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     name,
                     name,
@@ -145,6 +146,8 @@ def fill_store(
                     (last + timedelta(days=4)).isoformat(),
                     rate,
                     int(n % 97 == 0),
+                    0.0 if running else (last - created).total_seconds() / 3600 * rate,
+                    created.isoformat() if running else None,
                 ],
             )
             db.conn.execute(

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.cost import money
 from bot.review import RequestError, ReviewApps
-from bot.store import Store
+from bot.store import Store, cost_so_far
 
 log = logging.getLogger("revieee.lifecycle")
 
@@ -114,7 +114,6 @@ class Lifecycle:
         stopped), oldest activity first."""
         now = now or self.clock()
         rows = self.store.lifecycle_envs() if rows is None else rows
-        costs = self.store.usage_totals(end=now.isoformat())
         idle_limit = timedelta(seconds=self.settings.forgotten_after)
         grace = timedelta(seconds=self.settings.reminder_grace)
         out = []
@@ -158,7 +157,7 @@ class Lifecycle:
                     expires_at=expires,
                     pr_state=pr_state,
                     pr_url=(row.get("pr_urls") or "").split(",")[0] or None,
-                    cost=costs.get(row["name"], {}).get("running", (0.0, 0.0))[1],
+                    cost=cost_so_far(row, now),
                     reason=reason,
                     stops_at=stops_at,
                 )

@@ -30,7 +30,7 @@ from bot.engine import (
 from bot.images import ImageBuilder, Superseded
 from bot.logtail import LogEvent
 from bot.naming import env_name
-from bot.store import Operation, Store
+from bot.store import Operation, Store, cost_so_far
 
 log = logging.getLogger("revieee.review")
 
@@ -278,15 +278,10 @@ class ReviewApps:
         rows = self.store.list_envs(
             app=app, owner=owner, include_stopped=include_stopped, limit=limit
         )
-        costs = self.costs()
+        now = self.clock()
         for row in rows:
-            row["cost"] = costs.get(row["name"], 0.0)
+            row["cost"] = cost_so_far(row, now)
         return rows
-
-    def costs(self, env: str | None = None) -> dict[str, float]:
-        """Estimated USD each environment (or ``env``) cost so far: hours running x its rate."""
-        totals = self.store.usage_totals(end=self.clock().isoformat(), env=env)
-        return {name: states.get("running", (0.0, 0.0))[1] for name, states in totals.items()}
 
     def status(self, env: str, live: bool = True) -> dict[str, Any]:
         """The environment, its recent deployments and operations, and (``live``) what ECS
@@ -296,7 +291,7 @@ class ReviewApps:
             "env": row,
             "deployments": self.store.deployments(row["name"], 5),
             "operations": self.store.operations(env=row["name"])[-5:],
-            "cost": self.costs(row["name"]).get(row["name"], 0.0),
+            "cost": cost_so_far(row, self.clock()),
         }
         if live and row["status"] not in ("stopped", "queued") and row["app"] in self.settings.apps:
             try:

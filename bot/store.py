@@ -240,6 +240,10 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     envs.add_column("memory_gb", float)
     envs.add_column("hourly_rate", float)  # USD per hour while running, from the price list
     envs.add_column("stopped_reason", str)
+    # the running cost so far without reading the intervals: closed running intervals' USD,
+    # plus (now - running_since) x hourly_rate while it runs
+    envs.add_column("cost_closed", float)
+    envs.add_column("running_since", str)
     # When each environment ran, slept, or stayed stopped because revieee stopped it: costs are
     # sums of (hours x rate) over these intervals; an open one has no ended_at.
     db.table("usage").create(
@@ -447,7 +451,8 @@ class Store:
             where.append("owner = ?")
             args.append(owner)
         sql = (
-            "select name, app, branch, status, url, owner, created_at, expires_at from environments"
+            "select name, app, branch, status, url, owner, created_at, expires_at, "
+            "cost_closed, running_since, hourly_rate from environments"
         )
         if where:
             sql += " where " + " and ".join(where)
@@ -849,16 +854,31 @@ class Store:
         at = at or now_iso()
         with self.immediate() as db:
             open_row = db.conn.execute(
-                "select id, state, rate from usage where env = ? and ended_at is null", [env]
+                "select id, state, rate, started_at from usage where env = ? and ended_at is null",
+                [env],
             ).fetchone()
             if open_row and state == open_row[1] and (rate is None or rate == open_row[2]):
                 return
             db.conn.execute(
                 "update usage set ended_at = ? where env = ? and ended_at is null", [at, env]
             )
+            if open_row and open_row[1] == "running":
+                hours = (
+                    datetime.fromisoformat(at) - datetime.fromisoformat(open_row[3])
+                ).total_seconds() / 3600
+                db.conn.execute(
+                    "update environments set cost_closed = coalesce(cost_closed, 0) + ?, "
+                    "running_since = null where name = ?",
+                    [max(hours, 0.0) * float(open_row[2] or 0), env],
+                )
             if state:
                 self._insert(
                     "usage", {"env": env, "state": state, "rate": rate or 0.0, "started_at": at}
+                )
+            if state == "running":
+                db.conn.execute(
+                    "update environments set running_since = ?, hourly_rate = ? where name = ?",
+                    [at, rate or 0.0, env],
                 )
 
     def usage_totals(
@@ -897,6 +917,7 @@ class Store:
         sql = (
             "select e.name, e.app, e.branch, e.status, e.url, e.owner, e.created_at, "
             "e.last_activity_at, e.expires_at, e.reminded_at, e.pinned, e.hourly_rate, "
+            "e.cost_closed, e.running_since, "
             "(select group_concat(p.state) from pull_requests p where p.env = e.name) as prs, "
             "(select group_concat(p.html_url) from pull_requests p where p.env = e.name) "
             "as pr_urls, "
@@ -946,7 +967,29 @@ class Store:
 
 
 # What a listing needs (get_env has every column).
-_LIST_COLUMNS = ("name", "app", "branch", "status", "url", "owner", "created_at", "expires_at")
+_LIST_COLUMNS = (
+    "name",
+    "app",
+    "branch",
+    "status",
+    "url",
+    "owner",
+    "created_at",
+    "expires_at",
+    "cost_closed",
+    "running_since",
+    "hourly_rate",
+)
+
+
+def cost_so_far(row: dict[str, Any], now: datetime) -> float:
+    """USD an environment's running hours cost so far (from its row: closed intervals plus the
+    open running one)."""
+    cost = float(row.get("cost_closed") or 0.0)
+    if row.get("running_since"):
+        hours = (now - datetime.fromisoformat(row["running_since"])).total_seconds() / 3600
+        cost += max(hours, 0.0) * float(row.get("hourly_rate") or 0.0)
+    return cost
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
