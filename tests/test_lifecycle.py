@@ -469,6 +469,12 @@ def test_the_cost_comes_from_the_task_size_and_the_hours_it_ran(
     assert f"cost about ${rate * 100:.2f} so far" in status
     listing = rig.runtime.apps.list_envs()
     assert listing[0]["cost"] == pytest.approx(rate * 100, rel=0.01)
+    # once stopped, the cost so far stays what it was
+    rig.command(f"stop {env}")
+    rig.wait_status(env, "stopped")
+    travel(MONDAY_10 + timedelta(hours=130))
+    stopped = rig.runtime.apps.status(env, live=False)
+    assert stopped["cost"] == pytest.approx(rate * 100, rel=0.01)
 
 
 def test_prices_follow_the_region_and_the_configuration(make_rig: MakeRig) -> None:
