@@ -11,6 +11,7 @@ from bot.aws import AwsClients, build_clients
 from bot.config import Secrets, Settings
 from bot.engine import CommitResolver, Engine
 from bot.github.forge import GitHubForge
+from bot.metrics import AwsErrors
 from bot.operations import OperationRunner
 from bot.review import ReviewApps
 from bot.store import Store
@@ -26,6 +27,7 @@ class Runtime:
     apps: ReviewApps
     runner: OperationRunner
     forge: GitHubForge | None = None
+    aws_errors: AwsErrors | None = None  # failed AWS calls, for /metrics
 
     def close(self) -> None:
         self.runner.shutdown(drain=True)
@@ -58,4 +60,6 @@ def build(
         poll_interval=min(1.0, settings.poll_interval * 4),
     )
     apps.on_enqueue.append(lambda _op: runner.wake())
-    return Runtime(settings, secrets, clients, store, engine, apps, runner, forge)
+    return Runtime(
+        settings, secrets, clients, store, engine, apps, runner, forge, AwsErrors(clients)
+    )

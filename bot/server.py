@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from bot.github.webhook import GitHubWebhook
 from bot.inbox import InboxWorker
 from bot.jobs import start_scheduler
 from bot.lifecycle import Lifecycle
+from bot.metrics import render as render_metrics
 from bot.slack import BotIdentity, bolt_app, slack_authorizer, web_client
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.listeners import SlackContext, register
@@ -44,6 +46,7 @@ log = logging.getLogger("revieee.server")
 DEFAULT_PORT = 3000
 SWITCH_INTERVAL = 0.001
 MAX_BODY = 1024 * 1024
+QUIET_PATHS = ("/healthz", "/metrics")  # polled all the time: not logged
 
 StartResponse = Callable[..., Any]
 
@@ -103,22 +106,42 @@ class WebApp:
 
     def __post_init__(self) -> None:
         self.routes[("GET", "/healthz")] = self._health
+        self.routes[("GET", "/metrics")] = self._metrics
         if self.slack is not None:
             self.routes[("POST", "/slack/events")] = self._slack
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        route = self.routes.get((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
-        if route is None:
-            return _response(start_response, "404 Not Found", {"ok": False, "error": "not found"})
+        # GitHub names each delivery; other requests get an id of our own. Either is answered
+        # in X-Request-Id and logged with the request.
+        request_id = environ.get("HTTP_X_GITHUB_DELIVERY") or uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        seen: list[str] = []
+
+        def respond(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            seen.append(status.split(" ", 1)[0])
+            return start_response(status, [*headers, ("X-Request-Id", request_id)], *args)
+
+        path = environ.get("PATH_INFO", "")
+        route = self.routes.get((environ["REQUEST_METHOD"], path))
         try:
-            return route(environ, start_response)
+            if route is None:
+                return _response(respond, "404 Not Found", {"ok": False, "error": "not found"})
+            return route(environ, respond)
         except Exception:
-            log.exception("request failed path=%s", environ.get("PATH_INFO"))
+            log.exception("request failed path=%s request_id=%s", path, request_id)
             return _response(
-                start_response,
-                "500 Internal Server Error",
-                {"ok": False, "error": "internal error"},
+                respond, "500 Internal Server Error", {"ok": False, "error": "internal error"}
             )
+        finally:
+            if path not in QUIET_PATHS:
+                log.info(
+                    "request method=%s path=%s status=%s ms=%.1f request_id=%s",
+                    environ["REQUEST_METHOD"],
+                    path,
+                    seen[0] if seen else "-",
+                    (time.perf_counter() - started) * 1000,
+                    request_id,
+                )
 
     def _health(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -139,6 +162,10 @@ class WebApp:
             "200 OK",
             {"ok": True, "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         )
+
+    def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = render_metrics(self.runtime.store, self.runtime.aws_errors)
+        return _response(start_response, "200 OK", body, "text/plain; version=0.0.4")
 
     def _slack(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
