@@ -17,7 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Secrets, load_settings
+from bot.jsonlog import configure as configure_logging
 from commands.parser import UsageError, parse_words
 from commands.run import Caller, Reply, format_help, run
 from commands.verbs import VERBS, Command
@@ -214,7 +215,7 @@ def _serve(argv: list[str], config: str | None) -> int:
     secrets = Secrets.from_environ()
     secrets.require("SLACK_BOT_TOKEN")
     secrets.require("SLACK_APP_TOKEN" if opts.socket_mode else "SLACK_SIGNING_SECRET")
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(settings.log_format, settings.log_level, secrets.values.values())
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -225,7 +226,9 @@ def _serve(argv: list[str], config: str | None) -> int:
 def _worker(settings: Settings) -> int:
     from bot.app import build
 
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(
+        settings.log_format, settings.log_level, Secrets.from_environ().values.values()
+    )
     runtime = build(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

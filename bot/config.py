@@ -150,6 +150,7 @@ class Settings:
     aws_max_attempts: int = 8
     desired_count: int = 1
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line)
     stop_reactions: tuple[str, ...] = ("octagonal_sign",)
     admins: tuple[str, ...] = ()
     log_post_interval: float = 2.0
@@ -543,6 +544,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "aws_max_attempts": (_int(1, 20), False, "aws_max_attempts = 8"),
     "desired_count": (_int(1, 10), False, "desired_count = 1"),
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
+    "log_format": (_choice("text", "json"), False, 'log_format = "json"'),
     "stop_reactions": (_emoji_list, False, 'stop_reactions = ["octagonal_sign"]'),
     "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
     "log_post_interval": (_seconds, False, "log_post_interval = 2"),
