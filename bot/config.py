@@ -744,7 +744,13 @@ def _parse_app(name: str, table: Any) -> AppConfig:
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     known = {ENV_PREFIX + k.upper(): k for k in GLOBAL_KEYS}
-    ignored = {"REVIEEE_CONFIG", "REVIEEE_PORT", "REVIEEE_SLACK_API_URL", "REVIEEE_GITHUB_API_URL"}
+    ignored = {
+        "REVIEEE_CONFIG",
+        "REVIEEE_CONFIG_TOML",
+        "REVIEEE_PORT",
+        "REVIEEE_SLACK_API_URL",
+        "REVIEEE_GITHUB_API_URL",
+    }
     out = {}
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX) or var in ignored:
@@ -810,8 +816,19 @@ def settings_from_mapping(
 def load_settings(
     cli_path: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Load and validate the configuration; raises :class:`ConfigError` on the first problem."""
+    """Load and validate the configuration; raises :class:`ConfigError` on the first problem.
+
+    ``REVIEEE_CONFIG_TOML`` (the file's text, e.g. from an SSM parameter in a container) is
+    used when no ``--config`` is given."""
     env = os.environ if environ is None else environ
+    if not cli_path and env.get("REVIEEE_CONFIG_TOML"):
+        try:
+            data = tomllib.loads(env["REVIEEE_CONFIG_TOML"])
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                "REVIEEE_CONFIG_TOML", f"not valid TOML: {exc}", 'cluster = "review-apps"'
+            ) from None
+        return settings_from_mapping(data, env)
     path = config_path(cli_path, env)
     data = read_toml(path) if path else {}
     return settings_from_mapping(data, env)

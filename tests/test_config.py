@@ -736,3 +736,11 @@ def test_wait_and_codebuild_need_an_ecr_repository() -> None:
     del web(data)["ecr_repository"]
     web(data).update(image="ghcr.io/acme/web:{branch}", image_source="wait")
     assert_names_key(error_of(data), "apps.shop.services.web.image_source", "ecr_repository")
+
+
+def test_the_whole_file_may_come_from_an_environment_variable(tmp_path: Path) -> None:
+    settings = load_settings(environ={"REVIEEE_CONFIG_TOML": MINIMAL_TOML})
+    assert "shop" in settings.apps
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"REVIEEE_CONFIG_TOML": "cluster = ["})
+    assert "REVIEEE_CONFIG_TOML" in str(info.value) and "not valid TOML" in str(info.value)
