@@ -69,7 +69,7 @@ def world_main() -> None:
     from moto.logs.models import logs_backends
 
     from bot.aws import build_clients
-    from tests.codebuild_script import ScriptedCodeBuild, Step, scripted_codebuild
+    from tests.codebuild_script import ScriptedCodeBuild, Step, create_project, scripted_codebuild
     from tests.fake_slack import FakeSlack
 
     class StampedSlack(FakeSlack):
@@ -148,18 +148,7 @@ def world_main() -> None:
         writer.clear()
         clients = build_clients("standard", 3)
         seeded = sandbox.seed(clients)
-        clients.codebuild.create_project(
-            name=PROJECT,
-            source={"type": "GITHUB", "location": "https://github.com/acme/shop-web.git"},
-            artifacts={"type": "NO_ARTIFACTS"},
-            environment={
-                "type": "LINUX_CONTAINER",
-                "image": "aws/codebuild/standard:7.0",
-                "computeType": "BUILD_GENERAL1_SMALL",
-                "privilegedMode": True,
-            },
-            serviceRole="arn:aws:iam::123456789012:role/codebuild-images",
-        )
+        create_project(clients.codebuild, PROJECT)
         args = (cmd["lines"], cmd["seconds"], cmd["width"], cmd["batch"], cmd["delay"])
         threading.Thread(target=write_log, args=args, daemon=True).start()
         return {

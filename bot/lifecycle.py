@@ -202,17 +202,12 @@ class Lifecycle:
         log.info("reminders sent channels=%d envs=%d", len(sent), sum(len(r.items) for r in sent))
         return sent
 
-    def _busy(self) -> set[str]:
-        return {op.env for op in self.store.operations(status="queued")} | {
-            op.env for op in self.store.operations(status="running")
-        }
-
     def expire(self, now: datetime | None = None) -> list[str]:
         """Stop every expired environment that a reminder listed at least ``reminder_grace``
         ago (after its last activity); returns their names."""
         now = now or self.clock()
         grace = timedelta(seconds=self.settings.reminder_grace)
-        busy = self._busy()
+        busy = self.store.busy_envs()
         stopped = []
         for row in self.store.lifecycle_envs():
             if row["status"] not in REMINDED_STATUSES or row["name"] in busy:
@@ -250,7 +245,7 @@ class Lifecycle:
     def _scale_all(self, kind: str, status: str) -> list[str]:
         if not self.settings.sleep:
             return []
-        busy = self._busy()
+        busy = self.store.busy_envs()
         done = []
         for row in self.store.lifecycle_envs():
             if row["status"] != status or row["name"] in busy:

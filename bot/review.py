@@ -205,12 +205,11 @@ class ReviewApps:
         self.store.audit("kept", requested_by, row["name"], source, expires_at=expires)
         return expires
 
-    def touch(self, env: str) -> None:
-        """Someone used the environment (a command or a button): it is not forgotten, and its
-        expiry moves to ``ttl`` from now if that is later."""
-        row = self.store.get_env(env)
-        if row is not None and row["status"] != "stopped":
-            self.store.upsert_env(env, **self._activity(row))
+    def touch(self, row: dict[str, Any]) -> None:
+        """Someone used the environment ``row`` (as :meth:`find_env` returned it): it is not
+        forgotten, and its expiry moves to ``ttl`` from now if that is later."""
+        if row["status"] != "stopped":
+            self.store.upsert_env(row["name"], **self._activity(row))
 
     def _activity(self, row: dict[str, Any] | None) -> dict[str, Any]:
         now = self.clock()

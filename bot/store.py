@@ -530,6 +530,13 @@ class Store:
                 )
         return self.get_operation(op_id), superseded
 
+    def busy_envs(self) -> set[str]:
+        """Environments with an operation queued or running (one query, not two full reads)."""
+        rows = self.db.conn.execute(
+            "select distinct env from operations where status in ('queued', 'running')"
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def newer_operation(self, env: str, op_id: int) -> tuple[int, str] | None:
         """(id, kind) of the newest operation queued for ``env`` after ``op_id``, if any."""
         row = self.db.conn.execute(

@@ -207,9 +207,7 @@ class Sweeper:
                 )
 
     def _vanished(self, active: dict[str, Any], live: set[str], result: SweepResult) -> None:
-        busy = {op.env for op in self.store.operations(status="queued")} | {
-            op.env for op in self.store.operations(status="running")
-        }
+        busy = self.store.busy_envs()
         for name, row in active.items():
             app = self.settings.apps.get(row["app"])
             if row["status"] != "running" or app is None or name in busy:

@@ -136,7 +136,7 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
                 decision = authz.can_deploy(actor, of_app)
                 if not decision.allowed:
                     return _refused(caller, apps, "wake", row["name"], decision.reason)
-            apps.touch(row["name"])
+            apps.touch(row)
             req = apps.request_scale(
                 row["name"], "wake", requested_by=actor, source=source, context=caller.context
             )
@@ -151,7 +151,7 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             return Reply(format_list(rows), data={"count": len(rows), "rows": rows})
         case Status(env=env, app=app):
             row = apps.find_env(env, app)
-            apps.touch(row["name"])
+            apps.touch(row)
             status = apps.status(row["name"], live=not caller.fast)
             return Reply(format_status(status), data={"env": row["name"]})
         case Logs(env=env, app=app, service=service, since=since, lines=lines):
@@ -166,7 +166,7 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
                     reason = f"{decision.reason} (reading its logs takes the same right)"
                     return _refused(caller, apps, "logs", name, reason)
             data: dict[str, Any] = {"env": name}
-            apps.touch(name)
+            apps.touch(row)
             if caller.fast:  # the front door fetches them after its answer
                 try:
                     services_to_read(of_app, row, service)

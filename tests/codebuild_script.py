@@ -46,6 +46,22 @@ class Step:
     push: bool = True  # SUCCEEDED: push the image (False: a buildspec that forgot to)
 
 
+def create_project(codebuild: Any, name: str) -> None:
+    """A CodeBuild project as a team would set one up to build images (tests and benchmarks)."""
+    codebuild.create_project(
+        name=name,
+        source={"type": "GITHUB", "location": "https://github.com/acme/shop-web.git"},
+        artifacts={"type": "NO_ARTIFACTS"},
+        environment={
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+            "privilegedMode": True,
+        },
+        serviceRole="arn:aws:iam::123456789012:role/codebuild-images",
+    )
+
+
 def succeeding(lines_per_phase: int = 2, build_lines: tuple[str, ...] = ()) -> list[Step]:
     steps = [
         Step(p, tuple(f"[{p}] line {i}" for i in range(lines_per_phase)))

@@ -22,7 +22,14 @@ from bot.aws import AwsClients, CallCounter
 from bot.config import settings_from_mapping
 from bot.naming import env_name
 from bot.sandbox import Seeded, push_image, push_untagged, sandbox_config
-from tests.codebuild_script import ScriptedCodeBuild, Step, failing, scripted_codebuild, succeeding
+from tests.codebuild_script import (
+    ScriptedCodeBuild,
+    Step,
+    create_project,
+    failing,
+    scripted_codebuild,
+    succeeding,
+)
 from tests.conftest import MakeRig
 from tests.fake_slack import FakeSlack
 from tests.slack_rig import SlackRig
@@ -42,18 +49,7 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedCodeBuild]:
 
 
 def make_project(aws: AwsClients, name: str = "shop-web-images") -> None:
-    aws.codebuild.create_project(
-        name=name,
-        source={"type": "GITHUB", "location": "https://github.com/acme/shop-web.git"},
-        artifacts={"type": "NO_ARTIFACTS"},
-        environment={
-            "type": "LINUX_CONTAINER",
-            "image": "aws/codebuild/standard:7.0",
-            "computeType": "BUILD_GENERAL1_SMALL",
-            "privilegedMode": True,
-        },
-        serviceRole="arn:aws:iam::123456789012:role/codebuild-images",
-    )
+    create_project(aws.codebuild, name)
 
 
 def web(**fields: Any) -> dict[str, Any]:

@@ -35,6 +35,16 @@ ACTION_DELETE_ORPHAN = "revieee_delete_orphan"  # the sweeper's report (bot/swee
 ACTION_OPEN = "revieee_open"
 
 
+def escape(text: str) -> str:
+    """Slack's mrkdwn control characters escaped: the text cannot mention, ping or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def verbatim(line: str) -> str:
+    """A log line for a code block: escaped, and no triple backtick to close the block early."""
+    return escape(line).replace("```", "`\u200b``")
+
+
 def who(user: str | None) -> str:
     """A Slack mention for Slack user ids, the name as is for anyone else."""
     if not user:

@@ -34,8 +34,10 @@ from bot.slack.blocks import (
     ACTION_REDEPLOY,
     ACTION_STOP,
     ACTION_WAKE,
+    escape,
     home_view,
     list_blocks,
+    verbatim,
 )
 from bot.slack.notifier import CHANNEL_ERRORS, MAX_REPLY, MESSAGE_KIND, SlackNotifier
 from bot.store import Store
@@ -64,9 +66,9 @@ def register(app: App, ctx: SlackContext) -> None:
     app.middleware(_dedupe(ctx.store))
     app.command("/revieee")(_command(ctx))
     app.action(re.compile(f"^({ACTION_REDEPLOY}|{ACTION_STOP}|{ACTION_KEEP}|{ACTION_WAKE})$"))(
-        _button(ctx)
+        _acked_later(ctx, _clicked)
     )
-    app.action(ACTION_DELETE_ORPHAN)(_delete_orphan(ctx))
+    app.action(ACTION_DELETE_ORPHAN)(_acked_later(ctx, _delete_clicked))
     app.action(ACTION_OPEN)(lambda ack: ack())
     app.event("reaction_added")(_reaction(ctx))
     app.event("app_home_opened")(_home(ctx))
@@ -143,12 +145,12 @@ def _post_logs(
     if not channel:
         _respond(respond, reply.text)
         return
-    head = f":scroll: {_escape(logs_summary(result))}, asked by <@{caller.actor}>"
-    extras = [f"_{_escape(note)}_" for note in result.notes] + [
-        f"<{link}|log group {_escape(group)} in the AWS console>"
+    head = f":scroll: {escape(logs_summary(result))}, asked by <@{caller.actor}>"
+    extras = [f"_{escape(note)}_" for note in result.notes] + [
+        f"<{link}|log group {escape(group)} in the AWS console>"
         for group, link in result.links.items()
     ]
-    code = "```\n" + "\n".join(_escape(line).replace("```", "`\u200b``") for line in result.lines)
+    code = "```\n" + "\n".join(verbatim(line) for line in result.lines)
     message = "\n".join([head, code + "\n```", *extras] if result.lines else [head, *extras])
     try:
         if len(message) <= MAX_REPLY:
@@ -175,11 +177,6 @@ def _post_logs(
         else:
             text = f":warning: could not post the logs of `{result.env}`: {error}"
         _respond(respond, text)
-
-
-def _escape(text: str) -> str:
-    """Slack's mrkdwn control characters: a log line must not mention or link anyone."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _respond(respond: Callable[..., Any], text: str) -> None:
@@ -212,7 +209,9 @@ def _tell(
         log.warning("could not tell user=%s error=%s", user, exc.response.get("error"))
 
 
-def _button(ctx: SlackContext) -> Callable[..., None]:
+def _acked_later(ctx: SlackContext, work: Callable[..., None]) -> Callable[..., None]:
+    """A button listener: ack at once, then ``work(ctx, body, client, respond)`` on the pool."""
+
     def button(
         ack: Callable[..., None],
         body: dict[str, Any],
@@ -220,7 +219,7 @@ def _button(ctx: SlackContext) -> Callable[..., None]:
         respond: Callable[..., Any],
     ) -> None:
         ack()
-        ctx.later(_clicked, ctx, body, client, respond)
+        ctx.later(work, ctx, body, client, respond)
 
     return button
 
@@ -253,19 +252,6 @@ def _clicked(
         ctx.notifier.refresh(row["name"])
     if body.get("view", {}).get("type") == "home":
         publish_home(ctx, client, user)
-
-
-def _delete_orphan(ctx: SlackContext) -> Callable[..., None]:
-    def delete(
-        ack: Callable[..., None],
-        body: dict[str, Any],
-        client: WebClient,
-        respond: Callable[..., Any],
-    ) -> None:
-        ack()
-        ctx.later(_delete_clicked, ctx, body, client, respond)
-
-    return delete
 
 
 def _delete_clicked(

@@ -25,7 +25,7 @@ from bot.config import Settings
 from bot.logtail import LogEvent
 from bot.phases import DeployView, phase_of, view_of
 from bot.serial import SerialWorker
-from bot.slack.blocks import deploy_message, who
+from bot.slack.blocks import deploy_message, verbatim, who
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.slack")
@@ -348,19 +348,12 @@ class SlackNotifier:
             log.warning("response_url failed: %s", exc)
 
 
-def _literal(line: str) -> str:
-    """A log line as Slack shows it verbatim: ``&``, ``<`` and ``>`` escaped (so a line with
-    ``<!channel>`` pings nobody) and no triple backtick closing the code block early."""
-    line = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return line.replace("```", "`\u200b``")
-
-
 def _code(lines: list[str], limit: int = MAX_REPLY) -> str:
     """Lines in a code block, the newest kept when they do not all fit in ``limit``."""
     kept: list[str] = []
     size = 8
     for line in reversed(lines):
-        line = _literal(line)
+        line = verbatim(line)
         if size + len(line) + 1 > limit:
             break
         kept.append(line)
@@ -384,7 +377,7 @@ def _pack(items: list[tuple[str, object]]) -> str:
 
     while items and items[0][0] != "end":
         kind, item = items[0]
-        line = _literal(str(item)) if kind == "code" else str(item)
+        line = verbatim(str(item)) if kind == "code" else str(item)
         if len(line) > MAX_REPLY - 10:
             line = line[: MAX_REPLY - 11] + "…"
         cost = len(line) + 1 + (8 if kind == "code" and not run else 0)
