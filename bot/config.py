@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot import fargate
 from bot.naming import APP_NAME_RE
 
 ENV_PREFIX = "REVIEEE_"
@@ -33,6 +34,8 @@ SECRET_VARIABLES = (
     "GITHUB_APP_ID",  # not a secret, but a credential: from the environment, like the key
 )
 CAPACITY_PROVIDERS = ("FARGATE_SPOT", "FARGATE")
+CAPACITY_MAX_WEIGHT = 1000
+CAPACITY_MAX_BASE = 100_000
 PLACEHOLDER_RE = re.compile(r"\{([a-z0-9_]+)\}")
 IMAGE_PLACEHOLDERS = {"branch", "sha", "sha7", "env", "app", "service"}
 URL_PLACEHOLDERS = {"env", "domain", "app", "branch"}
@@ -488,7 +491,7 @@ def _capacity(key: str, value: Any) -> tuple[CapacityProvider, ...]:
         if (
             bits[0] not in CAPACITY_PROVIDERS
             or len(bits) > 3
-            or not all(re.fullmatch(r"[0-9]{1,4}", b) for b in bits[1:])
+            or not all(re.fullmatch(r"[0-9]{1,7}", b) for b in bits[1:])
         ):
             raise ConfigError(
                 key,
@@ -498,7 +501,35 @@ def _capacity(key: str, value: Any) -> tuple[CapacityProvider, ...]:
             )
         weight = int(bits[1]) if len(bits) > 1 else 1
         base = int(bits[2]) if len(bits) > 2 else 0
+        # ECS API reference, CapacityProviderStrategyItem: weight 0 to 1000, base 0 to 100,000,
+        # "only one capacity provider in a capacity provider strategy can have a base defined",
+        # and a strategy whose weights are all 0 fails RunTask and CreateService.
+        if weight > CAPACITY_MAX_WEIGHT:
+            raise ConfigError(
+                key,
+                f"{part.strip()!r}: a weight is 0 to {CAPACITY_MAX_WEIGHT} (got {weight})",
+                example,
+            )
+        if base > CAPACITY_MAX_BASE:
+            raise ConfigError(
+                key, f"{part.strip()!r}: a base is 0 to {CAPACITY_MAX_BASE} (got {base})", example
+            )
         providers.append(CapacityProvider(bits[0], weight, base))
+    with_base = [f"{p.provider}:{p.weight}:{p.base}" for p in providers if p.base > 0]
+    if len(with_base) > 1:
+        raise ConfigError(
+            key,
+            f"only one capacity provider in a strategy may have a base above 0 "
+            f"(got {' and '.join(with_base)})",
+            example,
+        )
+    if not any(p.weight > 0 for p in providers):
+        raise ConfigError(
+            key,
+            f"at least one capacity provider needs a weight above 0 (got {value.strip()!r}): "
+            "ECS places no task with a strategy whose weights are all 0",
+            example,
+        )
     return tuple(providers)
 
 
@@ -598,8 +629,8 @@ SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
         'image = "ghcr.io/acme/web:{branch}"',
     ),
     "default_branch": (_str, False, 'default_branch = "main"'),
-    "cpu": (_int(128, 16384), False, "cpu = 256"),
-    "memory": (_int(128, 122880), False, "memory = 512"),
+    "cpu": (lambda k, v: _task_cpu(k, v), False, "cpu = 256"),
+    "memory": (lambda k, v: _task_memory(k, v), False, "memory = 512"),
     "public": (_bool, False, "public = true"),
     "environment": (lambda k, v: _env_table(k, v), False, 'environment = { LOG_LEVEL = "debug" }'),
     "image_source": (
@@ -613,6 +644,63 @@ SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "delete_images": (_bool, False, "delete_images = true"),
     "wait_workflow": (_str, False, 'wait_workflow = "Build image"'),
 }
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _task_cpu(key: str, value: Any) -> int:
+    """CPU units, one of the Fargate values (bot/fargate.py cites the table)."""
+    cpu = _whole_number(value)
+    if cpu is None or cpu not in fargate.CPU_CHOICES:
+        raise ConfigError(
+            key,
+            f"must be a Fargate CPU value in CPU units: {fargate.or_list(fargate.CPU_CHOICES)} "
+            f"(got {value!r})",
+            "cpu = 512   # .5 vCPU; 1024 is 1 vCPU",
+        )
+    return cpu
+
+
+def _task_memory(key: str, value: Any) -> int:
+    """MiB that at least one Fargate cpu value takes (bot/fargate.py cites the table)."""
+    memory = _whole_number(value)
+    if memory is None:
+        raise ConfigError(
+            key, f"must be a whole number of MiB (got {value!r})", "memory = 2048   # 2 GB"
+        )
+    if memory not in fargate.MEMORY_CHOICES:
+        below = [m for m in fargate.MEMORY_CHOICES if m < memory]
+        above = [m for m in fargate.MEMORY_CHOICES if m > memory]
+        nearest = below[-1:] + above[:1]
+        raise ConfigError(
+            key,
+            f"no Fargate CPU value takes {memory} MiB of memory (the nearest Fargate sizes: "
+            f"{' and '.join(str(m) for m in nearest)} MiB)",
+            f"memory = {min(nearest, key=lambda m: abs(m - memory))}",
+        )
+    return memory
+
+
+def _check_task_size(where: str, cpu: int | None, memory: int | None) -> None:
+    """A service's cpu and memory, when both are set, must be a pair Fargate runs."""
+    if cpu is None or memory is None:
+        return  # the other value comes from the template; the engine checks the pair
+    problem = fargate.check_pair(cpu, memory)
+    if problem is None:
+        return
+    nearest = min(fargate.memory_choices(cpu), key=lambda m: (abs(m - memory), m))
+    fits = fargate.cpu_choices(memory)
+    raise ConfigError(
+        f"{where}cpu",
+        f"{problem}; memory = {memory} needs cpu = {fargate.or_list(fits)}",
+        f"cpu = {cpu}\nmemory = {nearest}   # or cpu = {fits[0]} to keep memory = {memory}",
+    )
 
 
 def _positive_delay(key: str, value: Any) -> float:
@@ -680,6 +768,7 @@ def _parse_service(app: str, name: str, table: Any) -> ServiceConfig:
         raise ConfigError(where[:-1], "must be a table", f"[apps.{app}.services.{name}]")
     _check_keys(where, table, SERVICE_KEYS)
     values = _parse_table(where, table, SERVICE_KEYS)
+    _check_task_size(where, values.get("cpu"), values.get("memory"))
     if not values.get("ecr_repository") and not values.get("image"):
         raise ConfigError(
             f"{where}ecr_repository",

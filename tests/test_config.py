@@ -247,7 +247,7 @@ WRONG = [
     ("apps.shop.services.web.port", 0, "apps.shop.services.web.port", "1 to 65535"),
     ("apps.shop.services.web.port", 70_000, "apps.shop.services.web.port", "1 to 65535"),
     ("apps.shop.services.web.port", True, "apps.shop.services.web.port", "whole number"),
-    ("apps.shop.services.web.cpu", 64, "apps.shop.services.web.cpu", "128 to 16384"),
+    ("apps.shop.services.web.cpu", 64, "apps.shop.services.web.cpu", "256, 512, 1024"),
     ("apps.shop.services.web.memory", "lots", "apps.shop.services.web.memory", "whole"),
     ("apps.shop.services.web.public", "sure", "apps.shop.services.web.public", "true or false"),
     ("apps.shop.services.web.repository", ["a/b"], "apps.shop.services.web.repository", "string"),
@@ -744,3 +744,108 @@ def test_the_whole_file_may_come_from_an_environment_variable(tmp_path: Path) ->
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"REVIEEE_CONFIG_TOML": "cluster = ["})
     assert "REVIEEE_CONFIG_TOML" in str(info.value) and "not valid TOML" in str(info.value)
+
+
+# --- what Fargate refuses: task sizes and capacity provider strategies ------------------------
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory"), [(256, 512), (256, 2048), (512, 4096), (4096, 30720), (16384, 122880)]
+)
+def test_a_valid_fargate_task_size_is_kept(cpu: int, memory: int) -> None:
+    data = minimal()
+    web(data).update(cpu=cpu, memory=memory)
+    svc = settings_from_mapping(data, environ={}).apps["shop"].services[0]
+    assert (svc.cpu, svc.memory) == (cpu, memory)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "allowed", "example"),
+    [
+        (256, 4096, "256 CPU units take 512, 1024 or 2048 MiB", "cpu = 512 to keep memory = 4096"),
+        (512, 512, "512 CPU units take 1024, 2048, 3072 or 4096 MiB", "memory = 1024"),
+        (2048, 30720, "2048 CPU units take 4096 to 16384 MiB in steps of 1024", "cpu = 4096"),
+        ("1024", "16384", "1024 CPU units take 2048 to 8192 MiB", "memory = 8192"),
+    ],
+)
+def test_a_task_size_fargate_refuses_is_a_config_error(
+    cpu: Any, memory: Any, allowed: str, example: str
+) -> None:
+    data = minimal()
+    web(data).update(cpu=cpu, memory=memory)
+    assert_names_key(
+        error_of(data),
+        "apps.shop.services.web.cpu",
+        f"No Fargate configuration exists for given values: {cpu} CPU, {memory} memory",
+        allowed,
+        example,
+    )
+
+
+@pytest.mark.parametrize("cpu", [128, 384, 1000, 3072, 32768, "1 vCPU", 0.5])
+def test_a_cpu_that_is_no_fargate_value_is_refused_alone(cpu: Any) -> None:
+    data = with_value("apps.shop.services.web.cpu", cpu)
+    assert_names_key(
+        error_of(data), "apps.shop.services.web.cpu", "256, 512, 1024, 2048, 4096, 8192 or 16384"
+    )
+
+
+@pytest.mark.parametrize(
+    ("memory", "nearest"),
+    [
+        (128, "512 MiB"),
+        (1536, "1024 and 2048 MiB"),
+        (32000, "30720 and 32768 MiB"),
+        (34816, "32768 and 36864 MiB"),  # 34 GB: above 4 vCPU's 30, between 8 vCPU's steps
+        (126976, "122880 MiB"),
+    ],
+)
+def test_a_memory_no_fargate_cpu_takes_is_refused_alone(memory: int, nearest: str) -> None:
+    data = with_value("apps.shop.services.web.memory", memory)
+    assert_names_key(
+        error_of(data), "apps.shop.services.web.memory", f"takes {memory} MiB", nearest
+    )
+
+
+@pytest.mark.parametrize(("key", "value"), [("cpu", 8192), ("memory", 61440), ("memory", 512)])
+def test_one_fargate_value_alone_is_kept_for_the_engine_to_pair(key: str, value: int) -> None:
+    svc = settings_from_mapping(with_value(f"apps.shop.services.web.{key}", value), {})
+    assert getattr(svc.apps["shop"].services[0], key) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("FARGATE:1000", [("FARGATE", 1000, 0)]),
+        ("FARGATE:0:100000,FARGATE_SPOT:1", [("FARGATE", 0, 100000), ("FARGATE_SPOT", 1, 0)]),
+        ("FARGATE_SPOT:0,FARGATE:1:2", [("FARGATE_SPOT", 0, 0), ("FARGATE", 1, 2)]),
+    ],
+)
+def test_capacity_weights_and_bases_at_ecs_limits_are_kept(
+    value: str, expected: list[tuple[str, int, int]]
+) -> None:
+    s = settings_from_mapping(with_value("capacity_provider_strategy", value), {})
+    assert [(p.provider, p.weight, p.base) for p in s.capacity_provider_strategy] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("FARGATE:1001", "a weight is 0 to 1000 (got 1001)"),
+        ("FARGATE_SPOT:3,FARGATE:5000:1", "a weight is 0 to 1000 (got 5000)"),
+        ("FARGATE:1:100001", "a base is 0 to 100000 (got 100001)"),
+        ("FARGATE:1:99999999", "not PROVIDER[:WEIGHT[:BASE]]"),
+        ("FARGATE_SPOT:1:1,FARGATE:1:2", "only one capacity provider"),
+        ("FARGATE:0", "at least one capacity provider needs a weight above 0"),
+        ("FARGATE:0:3", "weight above 0"),
+        ("FARGATE_SPOT:0,FARGATE:0:1", "weight above 0"),
+    ],
+)
+def test_capacity_strategies_ecs_refuses_are_config_errors(value: str, fragment: str) -> None:
+    error = error_of(with_value("capacity_provider_strategy", value))
+    assert_names_key(error, "capacity_provider_strategy", fragment, "FARGATE_SPOT:3,FARGATE:1:1")
+
+
+def test_capacity_limits_apply_to_the_environment_variable_too() -> None:
+    error = error_of(minimal(), {"REVIEEE_CAPACITY_PROVIDER_STRATEGY": "FARGATE:0"})
+    assert_names_key(error, "capacity_provider_strategy", "weight above 0")
