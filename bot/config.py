@@ -146,6 +146,7 @@ class Settings:
     default_channel: str | None = None
     deploy_timeout: float = 600.0
     poll_interval: float = 5.0
+    drain_timeout: float = 900.0
     workers: int = 4
     max_attempts: int = 3
     database: str = "revieee.db"
@@ -564,6 +565,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "default_channel": (_str, False, 'default_channel = "#review-apps"'),
     "deploy_timeout": (_seconds, False, "deploy_timeout = 600"),
     "poll_interval": (_seconds, False, "poll_interval = 5"),
+    "drain_timeout": (_seconds, False, "drain_timeout = 900"),
     "workers": (_int(1, 64), False, "workers = 4"),
     "max_attempts": (_int(1, 20), False, "max_attempts = 3"),
     "database": (_str, False, 'database = "revieee.db"'),

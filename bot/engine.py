@@ -20,10 +20,11 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bot import fargate
 from bot.aws import AwsClients, describe_error, error_code
-from bot.config import AppConfig, ServiceConfig, Settings, render
+from bot.config import AppConfig, CapacityProvider, ServiceConfig, Settings, render
 from bot.logtail import LogFollower, LogSink, ServiceEvents
-from bot.naming import ecs_service_name, image_tag_part, service_label, task_family
+from bot.naming import ecs_service_name, image_tag_part, service_label, tag_value, task_family
 
 Reporter = Callable[[str, str], None]
 
@@ -44,7 +45,9 @@ TASK_DEF_FIELDS = (
     "ephemeralStorage",
     "runtimePlatform",
 )
-CLOUD_MAP_DELETE_TRIES = 10
+DESCRIBE_SERVICES_MAX = 10  # ECS API reference, DescribeServices: "up to 10 services"
+DRAINING_MESSAGE = "still Draining"  # CreateService's InvalidParameterException while DRAINING
+CLOUD_MAP_BUSY = ("DuplicateRequest", "ResourceInUse")
 
 
 class EngineError(Exception):
@@ -131,16 +134,13 @@ class ServiceState:
 
 def _units(value: Any, default: int) -> int:
     """A task definition's cpu or memory (``"256"``, ``"1 vCPU"``, ``"2 GB"``) in units/MiB."""
-    text = str(value or "").strip().lower()
-    number = re.match(r"[0-9.]+", text)
-    if not number:
-        return default
-    amount = float(number.group(0))
-    if "vcpu" in text:
-        return int(amount * 1024)
-    if "gb" in text:
-        return int(amount * 1024)
-    return int(amount)
+    found = fargate.units(value)
+    return default if found is None else found
+
+
+def revision(arn: str) -> str:
+    """``family:N`` of a task definition ARN."""
+    return arn.rsplit("/", 1)[-1]
 
 
 def _noop(step: str, message: str) -> None:
@@ -148,7 +148,9 @@ def _noop(step: str, message: str) -> None:
 
 
 def _tags(spec_app: str, env: str, branch: str) -> dict[str, str]:
-    return {"revieee:app": spec_app, "revieee:env": env, "revieee:branch": branch[:256]}
+    # The branch is folded into what tag values allow (no #, parentheses...): the raw branch
+    # lives in the store; the tag only helps cost reports and the orphan sweeper.
+    return {"revieee:app": spec_app, "revieee:env": env, "revieee:branch": tag_value(branch)}
 
 
 def _tag_pattern(template: str, **values: str) -> re.Pattern[str]:
@@ -163,6 +165,36 @@ def _tag_pattern(template: str, **values: str) -> re.Pattern[str]:
         else:
             regex.append(re.escape(values[name] if name else piece))
     return re.compile("".join(regex))
+
+
+def fargate_problem(request: dict[str, Any], svc: ServiceConfig) -> str | None:
+    """Why Fargate would refuse the task size of ``request`` (a RegisterTaskDefinition
+    request), said before AWS says it: the service's cpu/memory override the template's, so a
+    pair can be invalid though each half is a Fargate value."""
+    if "FARGATE" not in (request.get("requiresCompatibilities") or []):
+        return None
+    cpu, memory = fargate.units(request.get("cpu")), fargate.units(request.get("memory"))
+    if cpu is None or memory is None:
+        return (
+            "a Fargate task definition needs task-level cpu and memory: set them in the "
+            f"template {svc.task_definition} or as cpu/memory of the service"
+        )
+    problem = fargate.check_pair(cpu, memory)
+    if problem is None:
+        return None
+    origin = {
+        (True, True): "both from the service's configuration",
+        (
+            True,
+            False,
+        ): f"cpu from the configuration, memory from the template {svc.task_definition}",
+        (
+            False,
+            True,
+        ): f"memory from the configuration, cpu from the template {svc.task_definition}",
+        (False, False): f"both from the template {svc.task_definition}",
+    }[(svc.cpu is not None, svc.memory is not None)]
+    return f"{problem} ({origin})"
 
 
 def _log_per_environment(container: dict[str, Any], env: str) -> None:
@@ -203,20 +235,42 @@ class Engine:
             raise EngineError(step, describe_error(exc)) from exc
 
     def namespace(self) -> tuple[str, str]:
-        """(id, name) of the configured Cloud Map namespace (given by name or id)."""
+        """(id, name) of the configured Cloud Map namespace. An id (``ns-...``, what the stack
+        passes) is looked up directly; a name must be unique in the account and Region (two
+        VPCs can each have a ``review.internal``)."""
         if self._namespace is None:
             wanted = self.settings.namespace
             step = f"finding Cloud Map namespace {wanted}"
-            paginator = self.aws.servicediscovery.get_paginator("list_namespaces")
+            sd = self.aws.servicediscovery
+            if wanted.startswith("ns-"):
+                try:
+                    ns = sd.get_namespace(Id=wanted)["Namespace"]
+                except ClientError as exc:
+                    if error_code(exc) == "NamespaceNotFound":
+                        raise EngineError(
+                            step, "no such namespace in this account and region"
+                        ) from exc
+                    raise EngineError(step, describe_error(exc)) from exc
+                except BotoCoreError as exc:
+                    raise EngineError(step, describe_error(exc)) from exc
+                self._namespace = (ns["Id"], ns["Name"])
+                return self._namespace
+            found: list[tuple[str, str]] = []
             try:
-                for page in paginator.paginate():
-                    for ns in page["Namespaces"]:
-                        if wanted in (ns["Id"], ns["Name"]):
-                            self._namespace = (ns["Id"], ns["Name"])
+                for page in sd.get_paginator("list_namespaces").paginate():
+                    found += [
+                        (ns["Id"], ns["Name"]) for ns in page["Namespaces"] if ns["Name"] == wanted
+                    ]
             except (ClientError, BotoCoreError) as exc:
                 raise EngineError(step, describe_error(exc)) from exc
-            if self._namespace is None:
+            if not found:
                 raise EngineError(step, "no such namespace in this account and region")
+            if len(found) > 1:
+                ids = ", ".join(i for i, _ in found)
+                raise EngineError(
+                    step, f"{len(found)} namespaces have this name ({ids}): set namespace to the id"
+                )
+            self._namespace = found[0]
         return self._namespace
 
     def host_of(self, env: str, service: ServiceConfig) -> str:
@@ -428,9 +482,11 @@ class Engine:
         known = self._cloud_map_services(ns_id, "listing Cloud Map services")
         for svc in spec.app.services:
             plan = by_name[svc.name]
-            td_arn, cpu, memory = self._register_task_definition(spec, svc, plan, addresses, report)
+            td_arn, cpu, memory, arch = self._register_task_definition(
+                spec, svc, plan, addresses, report
+            )
             cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, known, report)
-            ecs_name = self._ensure_ecs_service(spec, svc, td_arn, cm_arn, report)
+            ecs_name = self._ensure_ecs_service(spec, svc, td_arn, cm_arn, arch, report)
             states.append(
                 ServiceState(
                     svc.name,
@@ -452,7 +508,7 @@ class Engine:
         plan: ServicePlan,
         addresses: dict[str, str],
         report: Reporter,
-    ) -> tuple[str, int, int]:
+    ) -> tuple[str, int, int, str]:
         template = self._call(
             f"reading template task definition {svc.task_definition}",
             self.aws.ecs.describe_task_definition,
@@ -500,13 +556,22 @@ class Engine:
             request["cpu"] = str(svc.cpu)
         if svc.memory:
             request["memory"] = str(svc.memory)
+        problem = fargate_problem(request, svc)
+        if problem:
+            raise EngineError(step, problem)
         tags = _tags(spec.app.name, spec.env, spec.branch)
         request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
         arn = self._call(step, self.aws.ecs.register_task_definition, family=family, **request)[
             "taskDefinition"
         ]["taskDefinitionArn"]
         report(step, f"{svc.name}: registered {arn.split('/')[-1]} ({plan.short_image})")
-        return str(arn), _units(request.get("cpu"), 256), _units(request.get("memory"), 512)
+        arch = (request.get("runtimePlatform") or {}).get("cpuArchitecture") or "X86_64"
+        return (
+            str(arn),
+            _units(request.get("cpu"), 256),
+            _units(request.get("memory"), 512),
+            str(arch),
+        )
 
     def _cloud_map_services(self, ns_id: str, step: str) -> dict[str, dict[str, Any]]:
         """The namespace's Cloud Map services by name (one listing per deploy or stop)."""
@@ -561,12 +626,51 @@ class Engine:
             report(step, f"{svc.name}: {name} already exists, reusing it")
         return str(existing["Id"]), str(existing["Arn"])
 
+    def describe_services(
+        self, names: list[str], step: str, **extra: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(services, failures) of ``names`` in the cluster, 10 per call as ECS takes them."""
+        services: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for i in range(0, len(names), DESCRIBE_SERVICES_MAX):
+            found = self._call(
+                step,
+                self.aws.ecs.describe_services,
+                cluster=self.settings.cluster,
+                services=names[i : i + DESCRIBE_SERVICES_MAX],
+                **extra,
+            )
+            services += found.get("services", [])
+            failures += found.get("failures", [])
+        return services, failures
+
     def _describe_service(self, name: str, step: str) -> dict[str, Any] | None:
-        found = self._call(
-            step, self.aws.ecs.describe_services, cluster=self.settings.cluster, services=[name]
-        )["services"]
-        active = [s for s in found if s.get("status") == "ACTIVE"]
-        return dict(active[0]) if active else None
+        """The service as ECS has it now (ACTIVE, or DRAINING after a delete), None if never
+        created or long gone."""
+        found = self.describe_services([name], step)[0]
+        for status in ("ACTIVE", "DRAINING"):
+            matching = [s for s in found if s.get("status") == status]
+            if matching:
+                return dict(matching[0])
+        return None
+
+    def _wait_drained(self, name: str, report: Reporter) -> None:
+        """ECS keeps a deleted service's name DRAINING for minutes; a service of that name
+        cannot be created until it is INACTIVE (spinnaker/spinnaker#5476)."""
+        step = f"waiting for ECS service {name} to finish draining"
+        limit = self.settings.drain_timeout
+        report(step, f"{name} was stopped a moment ago and ECS is still draining it; waiting")
+        start = self._monotonic()
+        delay = max(min(self.settings.poll_interval, 2.0), 0.1)
+        while True:
+            current = self._describe_service(name, step)
+            if current is None or current.get("status") != "DRAINING":
+                report(step, f"{name} drained after {self._monotonic() - start:.0f}s")
+                return
+            if self._monotonic() - start >= limit:
+                raise EngineError(step, f"{name} still DRAINING after {limit:g}s (drain_timeout)")
+            self._sleep(delay)
+            delay = min(delay * 2, 15.0)
 
     def _deployment_configuration(self) -> dict[str, Any]:
         # Keep the old task serving until the new one is healthy; roll back a failed rollout.
@@ -576,13 +680,46 @@ class Engine:
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
         }
 
+    def capacity_strategy(self, arch: str) -> tuple[list[CapacityProvider], str | None]:
+        """The strategy for a task of CPU architecture ``arch`` and, when it had to change,
+        why: ARM64 tasks cannot run on Fargate Spot (bot/fargate.py), so they go to FARGATE."""
+        strategy = list(self.settings.capacity_provider_strategy)
+        if fargate.spot_allowed(arch) or not any(p.provider == "FARGATE_SPOT" for p in strategy):
+            return strategy, None
+        kept = [p for p in strategy if p.provider != "FARGATE_SPOT"]
+        if not any(p.weight > 0 for p in kept):
+            kept = [CapacityProvider("FARGATE", 1, max([p.base for p in strategy] + [0]))]
+        return kept, "ARM64 tasks cannot run on Fargate Spot: running on FARGATE"
+
     def _ensure_ecs_service(
-        self, spec: EnvSpec, svc: ServiceConfig, td_arn: str, cm_arn: str, report: Reporter
+        self,
+        spec: EnvSpec,
+        svc: ServiceConfig,
+        td_arn: str,
+        cm_arn: str,
+        arch: str,
+        report: Reporter,
     ) -> str:
         name = ecs_service_name(spec.env, svc.name)
         existing = self._describe_service(name, f"looking up ECS service {name}")
+        if existing is not None and existing.get("status") == "DRAINING":
+            self._wait_drained(name, report)
+            existing = None
+        strategy, why = self.capacity_strategy(arch)
+        if why:
+            report(f"choosing capacity for {name}", f"{svc.name}: {why}")
         if existing is not None:
             step = f"updating ECS service {name}"
+            extra: dict[str, Any] = {}
+            current = [
+                i.get("capacityProvider") for i in existing.get("capacityProviderStrategy", [])
+            ]
+            if why and "FARGATE_SPOT" in current:
+                # ECS takes a new strategy only with a new deployment (UpdateService reference).
+                extra = {
+                    "capacityProviderStrategy": [p.to_aws() for p in strategy],
+                    "forceNewDeployment": True,
+                }
             self._call(
                 step,
                 self.aws.ecs.update_service,
@@ -591,6 +728,7 @@ class Engine:
                 taskDefinition=td_arn,
                 desiredCount=self.settings.desired_count,
                 deploymentConfiguration=self._deployment_configuration(),
+                **extra,
             )
             report(
                 step,
@@ -600,28 +738,36 @@ class Engine:
             return name
         step = f"creating ECS service {name}"
         tags = _tags(spec.app.name, spec.env, spec.branch)
-        self._call(
-            step,
-            self.aws.ecs.create_service,
-            cluster=self.settings.cluster,
-            serviceName=name,
-            taskDefinition=td_arn,
-            desiredCount=self.settings.desired_count,
-            clientToken=hashlib.sha256(f"{td_arn}".encode()).hexdigest()[:36],
-            capacityProviderStrategy=[p.to_aws() for p in self.settings.capacity_provider_strategy],
-            networkConfiguration={
+        request = {
+            "cluster": self.settings.cluster,
+            "serviceName": name,
+            "taskDefinition": td_arn,
+            "desiredCount": self.settings.desired_count,
+            "clientToken": hashlib.sha256(f"{td_arn}".encode()).hexdigest()[:36],
+            "capacityProviderStrategy": [p.to_aws() for p in strategy],
+            "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": list(self.settings.subnets),
                     "securityGroups": list(self.settings.security_groups),
                     "assignPublicIp": "ENABLED" if self.settings.assign_public_ip else "DISABLED",
                 }
             },
-            serviceRegistries=[{"registryArn": cm_arn}],
-            deploymentConfiguration=self._deployment_configuration(),
-            tags=[{"key": k, "value": v} for k, v in tags.items()],
-            propagateTags="SERVICE",
-            enableECSManagedTags=True,
-        )
+            "serviceRegistries": [{"registryArn": cm_arn}],
+            "deploymentConfiguration": self._deployment_configuration(),
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            "propagateTags": "SERVICE",
+            "enableECSManagedTags": True,
+        }
+        try:
+            self.aws.ecs.create_service(**request)
+        except ClientError as exc:
+            # Another process stopped it between our look and our create: wait it out once.
+            if DRAINING_MESSAGE not in str(exc.response.get("Error", {}).get("Message", "")):
+                raise EngineError(step, describe_error(exc)) from exc
+            self._wait_drained(name, report)
+            self._call(step, self.aws.ecs.create_service, **request)
+        except BotoCoreError as exc:
+            raise EngineError(step, describe_error(exc)) from exc
         report(step, f"{svc.name}: created {name} in cluster {self.settings.cluster}")
         return name
 
@@ -634,15 +780,21 @@ class Engine:
         timeout: float | None = None,
         since: datetime | None = None,
         log: LogSink | None = None,
+        expected: dict[str, str] | None = None,
     ) -> None:
-        """Poll until every service is stable (one deployment, running == desired).
+        """Poll until every service is stable: its PRIMARY deployment runs the task definition
+        in ``expected`` (ECS service name -> ARN; by default what each service runs when the
+        wait starts) with ``rolloutState == COMPLETED``, it is the only deployment and
+        ``runningCount == desiredCount``.
 
-        Raises :class:`EngineError` with the reason (stopped tasks, service events) when a
-        rollout fails or the deadline passes. The services' new events go to ``log`` as they
-        appear, like a build's log."""
+        One deployment with running == desired is not enough: after the circuit breaker rolls
+        back, that is what ECS shows, on the OLD revision (aws-actions/
+        amazon-ecs-deploy-task-definition#191). Raises :class:`EngineError` with the reason
+        (rolled back to which revision and why, stopped tasks, service events) when a rollout
+        fails or the deadline passes. New service events go to ``log`` as they appear."""
         follower = LogFollower("ECS service events", log) if log else None
         try:
-            self._wait(spec, report, timeout, since, follower)
+            self._wait(spec, report, timeout, since, follower, dict(expected or {}))
         finally:
             if follower is not None:
                 follower.finish()
@@ -654,6 +806,7 @@ class Engine:
         timeout: float | None,
         since: datetime | None,
         follower: LogFollower | None,
+        expected: dict[str, str],
     ) -> None:
         events = ServiceEvents(since)
         timeout = self.settings.deploy_timeout if timeout is None else timeout
@@ -663,40 +816,43 @@ class Engine:
         report(step, f"waiting up to {timeout:g}s for {', '.join(names)}")
         last: dict[str, str] = {}
         while True:
-            described = self._call(
-                step, self.aws.ecs.describe_services, cluster=self.settings.cluster, services=names
-            )
+            services, failures = self.describe_services(names, step)
             if follower is not None:
-                follower.lines(events.new(described["services"]))
+                follower.lines(events.new(services))
             pending = []
-            for svc in described["services"]:
-                progress = (
-                    f"{svc['serviceName']}: {svc.get('runningCount', 0)}/"
-                    f"{svc.get('desiredCount', 0)} running"
-                )
-                if last.get(svc["serviceName"]) != progress:
-                    report(step, progress)
-                    last[svc["serviceName"]] = progress
-                failed = [
-                    d for d in svc.get("deployments", []) if d.get("rolloutState") == "FAILED"
-                ]
-                if failed:
-                    raise EngineError(
-                        step,
-                        self._explain(
-                            svc,
-                            f"the rollout failed ({failed[0].get('rolloutStateReason', '')})",
-                            since,
-                        ),
-                    )
+            for svc in services:
+                name = svc["serviceName"]
                 if svc.get("status") != "ACTIVE":
-                    raise EngineError(step, f"{svc['serviceName']} is {svc.get('status')}")
+                    raise EngineError(step, f"{name} is {svc.get('status')}")
+                deployments = svc.get("deployments", [])
+                primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+                want = expected.setdefault(name, (primary or svc).get("taskDefinition", ""))
+                progress = (
+                    f"{name}: {svc.get('runningCount', 0)}/{svc.get('desiredCount', 0)} running"
+                )
+                if last.get(name) != progress:
+                    report(step, progress)
+                    last[name] = progress
+                failed = [
+                    d
+                    for d in deployments
+                    if d.get("taskDefinition") == want and d.get("rolloutState") == "FAILED"
+                ]
+                if primary is not None and primary.get("taskDefinition") != want:
+                    raise EngineError(step, self._rolled_back(svc, want, primary, since))
+                if failed:
+                    reason = failed[0].get("rolloutStateReason", "")
+                    raise EngineError(
+                        step, self._explain(svc, f"the rollout failed ({reason})", since)
+                    )
                 if not (
-                    len(svc.get("deployments", [])) == 1
+                    primary is not None
+                    and primary.get("rolloutState", "COMPLETED") == "COMPLETED"
+                    and len(deployments) == 1
                     and svc.get("runningCount") == svc.get("desiredCount")
                 ):
                     pending.append(svc)
-            missing = [f["arn"] for f in described.get("failures", [])]
+            missing = [f["arn"] for f in failures]
             if missing:
                 raise EngineError(step, f"service gone: {', '.join(missing)}")
             if not pending:
@@ -707,6 +863,19 @@ class Engine:
                     step, self._explain(pending[0], f"not stable after {timeout:g}s", since)
                 )
             self._sleep(self.settings.poll_interval)
+
+    def _rolled_back(
+        self, svc: dict[str, Any], wanted: str, primary: dict[str, Any], since: datetime | None
+    ) -> str:
+        """The circuit breaker replaced our deployment by the previous one: say so, and why."""
+        back = revision(primary.get("taskDefinition", ""))
+        number = back.rsplit(":", 1)[-1]
+        stopped = self._stopped_tasks(svc["serviceName"], since, task_definition=wanted)
+        why = stopped[0] if stopped else "the new tasks failed to start"
+        return (
+            f"{svc['serviceName']}: the deployment of {revision(wanted)} failed and ECS rolled "
+            f"back to revision {number} ({back}): {why}"
+        )
 
     def _explain(self, svc: dict[str, Any], headline: str, since: datetime | None) -> str:
         name = svc["serviceName"]
@@ -729,8 +898,11 @@ class Engine:
             parts.append("recent events: " + " | ".join(events))
         return "; ".join(parts)
 
-    def _stopped_tasks(self, service: str, since: datetime | None) -> list[str]:
-        """Why the service's tasks stopped, newest first. Best effort: never raises."""
+    def _stopped_tasks(
+        self, service: str, since: datetime | None, task_definition: str | None = None
+    ) -> list[str]:
+        """Why the service's tasks (of ``task_definition``, if given) stopped, newest first.
+        Best effort: never raises."""
         try:
             arns = self.aws.ecs.list_tasks(
                 cluster=self.settings.cluster, serviceName=service, desiredStatus="STOPPED"
@@ -748,6 +920,7 @@ class Engine:
             for t in tasks
             if t.get("group") == f"service:{service}"
             and (since is None or t.get("createdAt") is None or t["createdAt"] >= since)
+            and task_definition in (None, t.get("taskDefinitionArn"))
         ]
         ours.sort(key=lambda t: t.get("stoppedAt") or t.get("createdAt") or 0, reverse=True)
         reasons = []
@@ -767,32 +940,40 @@ class Engine:
     def live_status(self, app: AppConfig, env: str) -> dict[str, dict[str, Any]]:
         """What ECS says about each service of the environment right now."""
         names = {ecs_service_name(env, s.name): s.name for s in app.services}
-        described = self._call(
-            f"describing services of {env}",
-            self.aws.ecs.describe_services,
-            cluster=self.settings.cluster,
-            services=list(names),
-        )
+        services, _ = self.describe_services(list(names), f"describing services of {env}")
         out: dict[str, dict[str, Any]] = {
             svc: {"ecs_service": n, "status": "MISSING", "running": 0, "desired": 0}
             for n, svc in names.items()
         }
-        for svc in described["services"]:
+        for svc in services:
+            if svc["serviceName"] not in names:
+                continue
+            deployments = svc.get("deployments", [])
+            primary: dict[str, Any] = next(
+                (d for d in deployments if d.get("status") == "PRIMARY"), {}
+            )
             out[names[svc["serviceName"]]] = {
                 "ecs_service": svc["serviceName"],
                 "status": svc.get("status"),
                 "running": svc.get("runningCount", 0),
                 "desired": svc.get("desiredCount", 0),
-                "deployments": len(svc.get("deployments", [])),
-                "task_definition": svc.get("taskDefinition"),
+                "deployments": len(deployments),
+                "task_definition": primary.get("taskDefinition") or svc.get("taskDefinition"),
+                "rollout": primary.get("rolloutState"),
             }
         return out
 
     @staticmethod
-    def is_stable(live: dict[str, dict[str, Any]]) -> bool:
+    def is_stable(live: dict[str, dict[str, Any]], expected: dict[str, str] | None = None) -> bool:
+        """Every service ACTIVE, one COMPLETED deployment on its ``expected`` task definition
+        (service -> ARN, when given), running == desired."""
         return all(
-            s["status"] == "ACTIVE" and s.get("deployments") == 1 and s["running"] == s["desired"]
-            for s in live.values()
+            s["status"] == "ACTIVE"
+            and s.get("deployments") == 1
+            and s["running"] == s["desired"]
+            and s.get("rollout") in (None, "COMPLETED")
+            and (expected is None or expected.get(name) in (None, s.get("task_definition")))
+            for name, s in live.items()
         )
 
     # -- sleep ---------------------------------------------------------------------------------
@@ -860,21 +1041,55 @@ class Engine:
     def _delete_cloud_map_service(
         self, name: str, existing: dict[str, Any] | None, report: Reporter
     ) -> str:
+        """Deregister the service's instances, wait until Cloud Map lists none, then delete it.
+
+        ECS deregisters a deleted service's tasks itself, so our own ``DeregisterInstance``
+        may meet its operation (``DuplicateRequest``, or ``ResourceInUse``): that instance is on
+        its way out, we wait for it. Instance lists are eventually consistent, and
+        ``DeleteService`` refuses (``ResourceInUse``) while any instance is left."""
         step = f"deleting Cloud Map service {name}"
         if existing is None:
             line = f"Cloud Map service {name} was already gone"
             report(step, line)
             return line
         sd = self.aws.servicediscovery
-        instances = self._call(step, sd.list_instances, ServiceId=existing["Id"])["Instances"]
-        for inst in instances:
-            try:
-                sd.deregister_instance(ServiceId=existing["Id"], InstanceId=inst["Id"])
-            except ClientError as exc:
-                if error_code(exc) != "InstanceNotFound":
+        start = self._monotonic()
+        delay = max(min(self.settings.poll_interval, 1.0), 0.1)
+        asked: set[str] = set()
+        count = 0
+        said = False
+        while True:
+            instances = self._instances(existing["Id"], step)
+            if instances is None:  # the service is gone already
+                line = f"Cloud Map service {name} was already gone"
+                report(step, line)
+                return line
+            count = max(count, len(instances))
+            if not instances:
+                break
+            for inst in instances:
+                if inst in asked:
+                    continue
+                try:
+                    sd.deregister_instance(ServiceId=existing["Id"], InstanceId=inst)
+                except ClientError as exc:
+                    if error_code(exc) not in ("InstanceNotFound", *CLOUD_MAP_BUSY):
+                        raise EngineError(step, describe_error(exc)) from exc
+                except BotoCoreError as exc:
                     raise EngineError(step, describe_error(exc)) from exc
-        delay = 1.0
-        for attempt in range(CLOUD_MAP_DELETE_TRIES):
+                asked.add(inst)
+            if not said:
+                report(step, f"waiting for {len(instances)} instance(s) of {name} to deregister")
+                said = True
+            if self._monotonic() - start >= self.settings.drain_timeout:
+                raise EngineError(
+                    step,
+                    f"{len(instances)} instance(s) still registered after "
+                    f"{self.settings.drain_timeout:g}s (drain_timeout): {', '.join(instances)}",
+                )
+            self._sleep(delay)
+            delay = min(delay * 2, 10.0)
+        while True:
             try:
                 sd.delete_service(Id=existing["Id"])
                 break
@@ -883,15 +1098,34 @@ class Engine:
                 if code == "ServiceNotFound":
                     break
                 # Deregistration is asynchronous on AWS: the service stays in use a little while.
-                if code != "ResourceInUse" or attempt == CLOUD_MAP_DELETE_TRIES - 1:
+                late = self._monotonic() - start >= self.settings.drain_timeout
+                if code != "ResourceInUse" or late:
                     raise EngineError(step, describe_error(exc)) from exc
-                self._sleep(delay)
-                delay = min(delay * 2, 15.0)
+            except BotoCoreError as exc:
+                raise EngineError(step, describe_error(exc)) from exc
+            self._sleep(delay)
+            delay = min(delay * 2, 10.0)
         line = f"deleted Cloud Map service {name}" + (
-            f" after deregistering {len(instances)} instance(s)" if instances else ""
+            f" after {count} instance(s) were deregistered" if count else ""
         )
         report(step, line)
         return line
+
+    def _instances(self, service_id: str, step: str) -> list[str] | None:
+        """Ids of the Cloud Map service's instances; None when the service is gone."""
+        found: list[str] = []
+        try:
+            for page in self.aws.servicediscovery.get_paginator("list_instances").paginate(
+                ServiceId=service_id
+            ):
+                found += [i["Id"] for i in page["Instances"]]
+        except ClientError as exc:
+            if error_code(exc) == "ServiceNotFound":
+                return None
+            raise EngineError(step, describe_error(exc)) from exc
+        except BotoCoreError as exc:
+            raise EngineError(step, describe_error(exc)) from exc
+        return found
 
     def _deregister_task_definitions(self, family: str, report: Reporter) -> str:
         step = f"deregistering task definitions {family}"
@@ -929,7 +1163,17 @@ class Engine:
                 problems.append(
                     f"cluster: ECS cluster {s.cluster!r} does not exist or is not active"
                 )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            hint = (
+                " (revieee's role may describe only its stack's cluster: is the name right?)"
+                if error_code(exc) in ("AccessDeniedException", "AccessDenied")
+                else ""
+            )
+            problems.append(
+                f"cluster: ECS cluster {s.cluster!r} cannot be described: "
+                f"{describe_error(exc)}{hint}"
+            )
+        except BotoCoreError as exc:
             problems.append(f"cluster: cannot describe {s.cluster!r}: {describe_error(exc)}")
         try:
             self.namespace()

@@ -92,3 +92,19 @@ def ecs_service_name(env: str, service: str) -> str:
 def image_tag_part(branch: str) -> str:
     """A branch as CI systems usually put it into an image tag (``feature/x`` -> ``feature-x``)."""
     return _NOT_TAG_CHARS.sub("-", branch).strip("-.") or "branch"
+
+
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
+MAX_TAG_VALUE = 256
+
+
+def tag_value(text: str) -> str:
+    """``text`` as an AWS tag value: characters ECS and Cloud Map refuse (their pattern is
+    ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*``: letters, spaces, numbers and ``_.:/=+-@``; so no ``#``,
+    ``(``, ``)``, ``,``, ``!``...) become ``_``; at most 256 characters. ``fix/#123`` ->
+    ``fix/_123``. The raw text stays in the store: the tag is for cost reports and finding
+    leftovers, never read back as the branch."""
+    folded = "".join(
+        c if c in TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "_" for c in text
+    )
+    return folded[:MAX_TAG_VALUE]

@@ -297,7 +297,12 @@ class ReviewApps:
                 services = self.engine.live_status(self.settings.apps[row["app"]], row["name"])
                 out["live"] = services
                 busy = any(op.status in ("queued", "running") for op in out["operations"])
-                if row["status"] == "deploying" and not busy and self.engine.is_stable(services):
+                expected = {
+                    s["service"]: s["task_definition"]
+                    for s in json.loads(row.get("services") or "[]")
+                }
+                stable = self.engine.is_stable(services, expected)
+                if row["status"] == "deploying" and not busy and stable:
                     self.store.upsert_env(row["name"], status="running", error=None)
                     out["env"] = self.store.get_env(row["name"])
             except EngineError as exc:
@@ -372,6 +377,7 @@ class ReviewApps:
                     dep["id"], "interrupted", failure_reason="the worker stopped mid-deploy"
                 )
         started = datetime.now(UTC)
+        previous = self.store.get_env(op.env) or {}
         dep_id = self.store.start_deployment(
             env=op.env,
             app=op.app,
@@ -420,7 +426,10 @@ class ReviewApps:
                 self.store.finish_deployment(dep_id, "started")
                 report("deploying", f"rollout started; {spec.url} will serve it once stable")
                 return
-            self.engine.wait(spec, report, since=started, log=self._log_sink(op))
+            expected = {s.ecs_service: s.task_definition for s in states}
+            self.engine.wait(
+                spec, report, since=started, log=self._log_sink(op), expected=expected
+            )
         except Superseded as exc:
             self.store.finish_deployment(dep_id, "superseded", failure_reason=str(exc))
             self.store.audit(
@@ -430,7 +439,12 @@ class ReviewApps:
             return
         except EngineError as exc:
             # Decided now, not at request time: ask ECS whether a previous version still serves.
-            serving = self._still_serving(op)
+            # An environment that never served has no previous version, whatever ECS runs.
+            served = previous.get("status") in ("running", "deploying")
+            serving = served and self._still_serving(op)
+            if serving and previous.get("services"):
+                # The old revision serves (the rollout never replaced it, or ECS rolled back).
+                self.store.upsert_env(op.env, services=previous["services"], sha=previous["sha"])
             self.store.upsert_env(op.env, status="running" if serving else "failed", error=str(exc))
             if not serving:
                 self.store.set_usage(op.env, None)

@@ -31,6 +31,13 @@ FAKE_CREDENTIALS = {
 }
 
 
+# The roles the stack creates (deploy/cloudformation.yml), as CloudFormation names them: the
+# template task definitions name the execution role, revieee passes it on (iam:PassRole).
+EXECUTION_ROLE_ARN = (
+    "arn:aws:iam::123456789012:role/revieee-sandbox-EnvironmentExecutionRole-SANDBOX"
+)
+
+
 class MotoSandbox:
     """moto's ``ThreadedMotoServer`` on a free loopback port."""
 
@@ -61,6 +68,53 @@ class MotoSandbox:
             urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"),
             timeout=10,
         ).read()
+
+
+class StrictSandbox:
+    """moto behind the strict AWS layer (:mod:`bot.strict_aws`): what revieee talks to in the
+    tests, the benchmarks and ``revieee demo``. revieee's clients sign as its role; the
+    operator's (seeding, looking) as :data:`bot.strict_aws.ADMIN_KEY`."""
+
+    def __init__(self, rules: Any = None, authorizer: Any = None) -> None:
+        from bot.strict_aws import StrictAws
+
+        self.moto = MotoSandbox()
+        self._rules = rules
+        self._authorizer = authorizer
+        self.strict: StrictAws | None = None
+        self._make = StrictAws
+
+    def start(self) -> StrictSandbox:
+        self.moto.start()
+        self.strict = self._make(self.moto.endpoint, self._rules, self._authorizer).start()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        assert self.strict is not None
+        return self.strict.url
+
+    def stop(self) -> None:
+        if self.strict is not None:
+            self.strict.stop()
+        self.moto.stop()
+
+    def environ(self) -> dict[str, str]:
+        assert self.strict is not None
+        return {**self.moto.environ(), **self.strict.environ()}
+
+    def reset(self) -> None:
+        self.moto.reset()
+        if self.strict is not None:
+            self.strict.reset()
+
+    def admin_clients(self) -> AwsClients:
+        """The operator's clients, through the layer (its rules apply, IAM does not)."""
+        from bot.aws import build_clients
+
+        assert self.strict is not None
+        with patched_environ({"AWS_ENDPOINT_URL": self.strict.url}):
+            return build_clients("standard", 3, session=self.strict.admin_session())
 
 
 @contextmanager
@@ -138,7 +192,7 @@ def template_task_definition(ecs: Any, family: str, container: str, port: int) -
             requiresCompatibilities=["FARGATE"],
             cpu="256",
             memory="512",
-            executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+            executionRoleArn=EXECUTION_ROLE_ARN,
             containerDefinitions=[
                 {
                     "name": container,

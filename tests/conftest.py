@@ -1,5 +1,11 @@
-"""Shared fixtures: moto's server over HTTP (one per test session, reset per test), a seeded
-sandbox, temp SQLite files, and a wired runtime. Nothing here patches boto3 or our own code."""
+"""Shared fixtures: the strict AWS (moto's server behind bot/strict_aws, with the stack's task
+role decided by a real IAM evaluator; one per test session, reset per test), a seeded sandbox,
+temp SQLite files, and a wired runtime. Nothing here patches boto3 or our own code.
+
+``aws`` are revieee's own clients: every call they make is authorized against
+``RevieeeTaskRole`` in deploy/cloudformation.yml, and a test that leaves a denied call behind
+fails with the statement that is missing. ``admin`` are the operator's clients (seeding,
+looking at the result): the layer's rules apply to them, IAM does not."""
 
 from __future__ import annotations
 
@@ -14,15 +20,22 @@ from bot.app import Runtime, build
 from bot.aws import AwsClients, build_clients
 from bot.config import Settings, settings_from_mapping
 from bot.sandbox import (
-    MotoSandbox,
     Seeded,
+    StrictSandbox,
     patched_environ,
     sandbox_config,
     sandbox_settings,
     seed,
 )
+from bot.strict_aws import Rules, StrictAws
+from bot.strict_aws.iam import NodeEvaluator, RoleAuthorizer
 from tests.fake_slack import FakeSlack
 from tests.slack_rig import SlackRig, start_rig
+from tests.strict_aws import ensure_evaluator
+from tests.strict_aws.stack import ROLE_ARN, Stack
+
+# Simulated AWS times in tests are short; realistic ones (30-60 s) belong in bench/.
+TEST_RULES = Rules(task_start=0.6, pull_failure=0.2, drain=1.0, cloud_map_operation=0.3)
 
 
 @pytest.fixture(autouse=True)
@@ -36,30 +49,66 @@ def no_outside_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoSandbox]:
-    box = MotoSandbox().start()
+def authorizer() -> Iterator[RoleAuthorizer]:
+    evaluator = NodeEvaluator(ensure_evaluator())
+    # Policies are set per test (they name the seeded namespace); upstream once the box runs.
+    auth = RoleAuthorizer(ROLE_ARN, [], evaluator, upstream=lambda *a: {})
+    yield auth
+    evaluator.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server(authorizer: RoleAuthorizer) -> Iterator[StrictSandbox]:
+    box = StrictSandbox(TEST_RULES, authorizer).start()
+    assert box.strict is not None
+    authorizer.builder.upstream = box.strict._upstream
     with patched_environ(box.environ()):
         yield box
     box.stop()
 
 
 @pytest.fixture
-def aws(moto_server: MotoSandbox, monkeypatch: pytest.MonkeyPatch) -> AwsClients:
+def strict(moto_server: StrictSandbox) -> StrictAws:
+    """The strict layer itself: its models, rules, counters and IAM denials."""
+    assert moto_server.strict is not None
+    return moto_server.strict
+
+
+@pytest.fixture
+def aws(
+    moto_server: StrictSandbox, strict: StrictAws, request: pytest.FixtureRequest
+) -> Iterator[AwsClients]:
     moto_server.reset()
-    # The server runs in this process: it reads MOTO_ECS_SERVICE_RUNNING from our environment.
-    monkeypatch.delenv("MOTO_ECS_SERVICE_RUNNING", raising=False)
-    return build_clients("standard", 3)
+    strict.ecs.drain = TEST_RULES.drain  # a test may have changed it
+    yield build_clients("standard", 3)
+    if strict.denials and not request.node.get_closest_marker("denials"):
+        lines = "\n".join(f"  {d}" for d in strict.denials)
+        pytest.fail(f"IAM denied revieee's role {len(strict.denials)} call(s):\n{lines}")
 
 
 @pytest.fixture
-def tasks_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto report services' tasks as running (it never starts real tasks)."""
-    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+def admin(aws: AwsClients, moto_server: StrictSandbox) -> AwsClients:
+    """The operator's clients: seeding and inspection, no IAM, no throttling."""
+    return moto_server.admin_clients()
 
 
 @pytest.fixture
-def seeded(aws: AwsClients) -> Seeded:
-    return seed(aws)
+def stack_parameters() -> dict[str, str]:
+    """Parameters of the sandbox's stack, as an operator would set them for the sandbox's apps
+    (override in a test module to change the role)."""
+    return {
+        "EcrRepositoryArns": "arn:aws:ecr:us-east-1:123456789012:repository/shop-*",
+        "CodeBuildProjectArns": "arn:aws:codebuild:us-east-1:123456789012:project/shop-*",
+    }
+
+
+@pytest.fixture
+def seeded(
+    admin: AwsClients, authorizer: RoleAuthorizer, stack_parameters: dict[str, str]
+) -> Seeded:
+    box = seed(admin)
+    authorizer.policies = Stack(box.namespace_id, stack_parameters).role_policies()
+    return box
 
 
 @pytest.fixture
