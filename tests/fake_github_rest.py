@@ -2,7 +2,18 @@
 ``url`` fields on this host), for the calls revieee makes: branches, collaborator permission,
 pull requests, issue comments and their reactions, deployments and their statuses, and a
 GitHub App's installation tokens. Faults (404, 403 rate limits with reset headers, 5xx) are
-served on demand."""
+served on demand.
+
+Rules it enforces as GitHub does:
+
+- Owner and repository names are case-insensitive (``/repos/codertocat/hello-world`` is
+  ``Codertocat/Hello-World``); so are logins.
+- A branch is found only when it is in :attr:`FakeGitHub.branches`, and never when git would
+  refuse its name: git-check-ref-format(1) (https://git-scm.com/docs/git-check-ref-format) forbids
+  ``:`` and the rest, so ``GET /repos/o/r/branches/owner%3Abranch`` (a fork pull request's head
+  label, as it is sent URL-encoded) is GitHub's 404 "Branch not found"
+  (https://docs.github.com/rest/branches/branches#get-a-branch).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +28,18 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import jwt
+
+BRANCH_NOT_FOUND = {
+    "message": "Branch not found",
+    "documentation_url": "https://docs.github.com/rest/branches/branches#get-a-branch",
+    "status": "404",
+}
+# git-check-ref-format(1), rules 1 and 3-10 (and ``--branch``: no leading "-"): what no branch of
+# any repository can be named, whatever a test seeded. Kept apart from bot.github.forge's check,
+# so that the fake does not agree with the code under test by construction.
+_NO_BRANCH = re.compile(
+    r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|^@$|^-|\.$|^/|/$|//|(^|/)\.|\.lock(/|$)"
+)
 
 
 @dataclass
@@ -118,7 +141,11 @@ class FakeGitHub:
                 "ref": ref,
                 "sha": sha,
                 "label": f"{head_repo.split('/')[0]}:{ref}",
-                "repo": {"full_name": head_repo, "fork": head_repo != repo, "id": 2},
+                "repo": {
+                    "full_name": head_repo,
+                    "fork": head_repo.lower() != repo.lower(),
+                    "id": 2,
+                },
             },
             "base": {"ref": "master", "repo": {"full_name": repo, "id": 1}},
             **extra,
@@ -150,6 +177,12 @@ class FakeGitHub:
             },
         )
         return reset
+
+    def branch_lookups(self) -> list[str]:
+        """The branch names asked for (``GET /repos/o/r/branches/NAME``), decoded."""
+        with self._lock:
+            calls = [c for c in self.calls if c.method == "GET"]
+        return [unquote(m.group(1)) for c in calls if (m := re.search(r"/branches/(.+)$", c.path))]
 
     def of(self, method: str, path: str) -> list[Call]:
         with self._lock:
@@ -207,16 +240,24 @@ class FakeGitHub:
         if rest == "/installation":
             return 200, {"id": self.installation_id, "app_id": self.app_id}, {}
         if branch := re.fullmatch(r"/branches/(.+)", rest):
-            sha = self.branches.get((repo, unquote(branch.group(1))))
+            name = unquote(branch.group(1))  # PyGithub sends ":" as %3A; raw is the same to GitHub
+            sha = None if _NO_BRANCH.search(name) else _lookup(self.branches, repo, name)
             if sha is None:
-                return 404, {"message": "Branch not found"}, {}
-            name = unquote(branch.group(1))
+                return 404, dict(BRANCH_NOT_FOUND), {}
             return 200, {"name": name, "commit": {"sha": sha, "url": f"{self.url}/x"}}, {}
         if user := re.fullmatch(r"/collaborators/([^/]+)/permission", rest):
-            permission = self.permissions.get((repo, user.group(1)), "read")
-            return 200, {"permission": permission, "user": {"login": user.group(1)}}, {}
+            login = user.group(1)
+            permission = next(
+                (
+                    p
+                    for (r, u), p in self.permissions.items()
+                    if r.lower() == repo.lower() and u.lower() == login.lower()
+                ),
+                "read",
+            )
+            return 200, {"permission": permission, "user": {"login": login}}, {}
         if pull := re.fullmatch(r"/pulls/(\d+)", rest):
-            found = self.pulls.get((repo, int(pull.group(1))))
+            found = _lookup(self.pulls, repo, int(pull.group(1)))
             return (200, found, {}) if found else not_found
         if (issue := re.fullmatch(r"/issues/(\d+)/comments", rest)) and method == "POST":
             cid = next(self._ids)
@@ -257,3 +298,9 @@ class FakeGitHub:
             self.statuses[did].append(body)
             return 201, {"id": next(self._ids), "url": f"{self.url}/s", **body}, {}
         return not_found
+
+
+def _lookup(table: dict[tuple[str, Any], Any], repo: str, key: Any) -> Any:
+    """``table[(repo, key)]`` with the owner and repository compared as GitHub does: ignoring
+    case (branch names and numbers compare exactly)."""
+    return next((v for (r, k), v in table.items() if r.lower() == repo.lower() and k == key), None)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,14 @@ from bot.sandbox import Seeded, fake_sha, push_image, sandbox_config
 from tests.fake_github_rest import FakeGitHub
 from tests.fake_slack import FakeSlack
 from tests.slack_rig import SlackRig, start_rig
-from tests.test_github_webhooks import FIXTURES, HEAD_SHA, REPO
+from tests.test_github_webhooks import (
+    FIXTURES,
+    FORK_BRANCH,
+    FORK_OWNER,
+    HEAD_SHA,
+    REPO,
+    fork_payload,
+)
 
 ENV = env_name("shop", "changes")
 Make = Callable[..., SlackRig]
@@ -42,7 +51,7 @@ def gh() -> Iterator[FakeGitHub]:
 
 @pytest.fixture
 def make(
-    seeded: Seeded, aws: AwsClients, tmp_path: Path, tasks_run: None, gh: FakeGitHub
+    seeded: Seeded, aws: AwsClients, admin: AwsClients, tmp_path: Path, gh: FakeGitHub
 ) -> Iterator[Make]:
     rigs: list[tuple[SlackRig, FakeSlack]] = []
 
@@ -50,7 +59,7 @@ def make(
         config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
         config["apps"]["shop"]["services"]["web"]["repository"] = REPO
         config["apps"]["shop"].update(pull_requests="label", label="bug")
-        push_image(aws.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
+        push_image(admin.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
         env = environ or {"GITHUB_TOKEN": "ghp_test"}
         env = {**env, "REVIEEE_GITHUB_API_URL": gh.url}
         slack = FakeSlack()
@@ -160,20 +169,86 @@ def test_comment_commands_need_write_permission(make: Make, gh: FakeGitHub) -> N
     assert refused and refused[0]["actor"] == "mallory"
 
 
-def test_a_maintainer_comment_deploys_a_fork(make: Make, gh: FakeGitHub, aws: AwsClients) -> None:
+def test_a_fork_pull_request_is_deployed_at_its_head_commit_by_a_maintainer_only(
+    make: Make, gh: FakeGitHub, aws: AwsClients, admin: AwsClients
+) -> None:
+    """The replayed pull request #2, its head moved to the fork mallory/Hello-World: the base
+    repository also has a branch ``changes`` (at HEAD_SHA), which must not be what is deployed."""
     rig = make()
-    fork_sha = "9" * 40
-    gh.add_pull(REPO, 7, "changes", fork_sha, head_repo="mallory/Hello-World", author="mallory")
-    push_image(aws.ecr, "shop-web", f"mallory-changes-{fork_sha[:7]}")
-    gh.branches[(REPO, "mallory:changes")] = fork_sha  # as the resolver sees it
-    rig.github("issue_comment", comment("/revieee deploy", number=7))
+    store = rig.runtime.store
+    fork_sha, newer_sha = "9" * 40, "8" * 40
+    fork_env = env_name("shop", FORK_BRANCH)
+    assert fork_env != ENV
+    gh.add_pull(REPO, 2, "changes", fork_sha, head_repo=f"{FORK_OWNER}/Hello-World")
+    push_image(admin.ecr, "shop-web", f"mallory-changes-{fork_sha[:7]}")
+
+    # opened: recorded for a maintainer, not deployed
+    opened = fork_payload("pull_request/opened.payload.json", fork_sha)
+    rig.github("pull_request", json.dumps(opened).encode())
     rig.settle()
-    env = env_name("shop", "mallory:changes")
-    assert env != ENV
-    row = rig.runtime.store.get_env(env)
-    assert row is not None and row["status"] == "running", row
-    assert rig.runtime.store.deployments(env)[0]["sha"] == fork_sha
-    assert rig.runtime.store.get_pull(REPO, 7)["fork"] == 1  # type: ignore[index]
+    assert outcome(rig) == "ignored: pull requests from forks are never deployed automatically"
+    assert store.operations() == []
+
+    # a maintainer's `/revieee deploy`: the pull request's head, as that commit
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    assert outcome(rig).startswith(f"ran: deploy: queued deploy of {FORK_BRANCH} as {fork_env}")
+    row = store.get_env(fork_env)
+    assert row is not None and (row["status"], row["sha"]) == ("running", fork_sha), row
+    (op,) = store.operations(env=fork_env)
+    assert (op.params["sha"], op.params["sha_repository"]) == (fork_sha, REPO)
+    (dep,) = store.deployments(fork_env)
+    assert (dep["sha"], dep["requested_by"]) == (fork_sha, "Codertocat")
+    images = {p["service"]: p for p in json.loads(dep["images"])}
+    assert (images["web"]["tag"], images["web"]["fallback"]) == (
+        f"mallory-changes-{fork_sha[:7]}",
+        False,
+    )
+    api_main = fake_sha("apimain")
+    assert (images["api"]["branch"], images["api"]["sha"], images["api"]["fallback"]) == (
+        "main",
+        api_main,
+        True,
+    )
+    # GitHub was asked for one branch: the other repository's default; never the fork's label
+    assert [c.path for c in gh.of("GET", r"/branches/")] == ["/repos/acme/shop-api/branches/main"]
+    gh.wait_for(lambda: len(gh.deployments) == 1)
+    (deployment,) = gh.deployments.values()
+    assert (deployment["ref"], deployment["environment"]) == (fork_sha, f"review/{fork_env}")
+
+    # the fork pushes: its new commit waits for a maintainer, the environment keeps its commit
+    gh.add_pull(REPO, 2, "changes", newer_sha, head_repo=f"{FORK_OWNER}/Hello-World")
+    sync = fork_payload("pull_request/synchronize.payload.json", newer_sha)
+    rig.github("pull_request", json.dumps(sync).encode())
+    rig.settle()
+    assert outcome(rig) == (
+        "ignored: a fork's new commits are not deployed automatically "
+        "(8888888: a maintainer's `/revieee deploy` deploys it)"
+    )
+    assert len(store.operations(env=fork_env)) == 1
+    assert store.get_env(fork_env)["sha"] == fork_sha  # type: ignore[index]
+    assert store.get_pull(REPO, 2)["head_sha"] == newer_sha  # type: ignore[index]
+
+    # ... until one asks again
+    push_image(admin.ecr, "shop-web", f"mallory-changes-{newer_sha[:7]}")
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    assert [d["sha"] for d in store.deployments(fork_env)] == [newer_sha, fork_sha]
+    assert not [b for b in gh.branch_lookups() if ":" in b or b == "changes"]
+
+
+def test_a_fork_label_that_is_no_branch_needs_its_pull_request_or_a_sha(
+    make: Make, gh: FakeGitHub
+) -> None:
+    """On another pull request, ``mallory:changes`` names no branch: refused, not deployed from
+    the default branch under the fork's name."""
+    rig = make()
+    rig.github("issue_comment", comment(f"/revieee deploy {FORK_BRANCH}"))
+    rig.settle()
+    assert outcome(rig).startswith(f"usage error: '{FORK_BRANCH}' is not a branch name")
+    assert (comment_id(), "confused", REPO) in gh.reactions
+    assert rig.runtime.store.operations() == []
+    assert gh.branch_lookups() == []
 
 
 def test_slack_and_terminal_deploys_resolve_the_commit_through_github(
@@ -265,3 +340,103 @@ def test_the_bad_app_configuration_is_refused_at_start(tmp_path: Path) -> None:
             Secrets.from_environ({"GITHUB_APP_ID": "x", "GITHUB_APP_PRIVATE_KEY": "k"}), None
         )
     assert GitHubForge.from_secrets(Secrets.from_environ({}), None) is None
+
+
+# -- the fake refuses what GitHub refuses ----------------------------------------------------------
+
+
+def get(gh: FakeGitHub, path: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        gh.url + path, headers={"Authorization": "token ghp_test", "Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+BRANCH_NOT_FOUND = {
+    "message": "Branch not found",
+    "documentation_url": "https://docs.github.com/rest/branches/branches#get-a-branch",
+    "status": "404",
+}
+
+
+@pytest.mark.parametrize(
+    "branch",
+    [
+        "mallory%3Achanges",  # a fork's head label, URL-encoded as PyGithub sends it
+        "mallory:changes",
+        "mallory%3achanges",
+        "no-such-branch",
+        "changes..x",
+        "changes.lock",
+    ],
+)
+def test_the_fake_answers_404_for_a_branch_github_cannot_have(gh: FakeGitHub, branch: str) -> None:
+    # seeded all the same: git-check-ref-format forbids these names, so GitHub has none of them
+    gh.branches[(REPO, "mallory:changes")] = HEAD_SHA
+    gh.branches[(REPO, "changes..x")] = HEAD_SHA
+    gh.branches[(REPO, "changes.lock")] = HEAD_SHA
+    assert get(gh, f"/repos/{REPO}/branches/{branch}") == (404, BRANCH_NOT_FOUND)
+
+
+def test_the_fake_compares_owner_and_repository_ignoring_case(gh: FakeGitHub) -> None:
+    status, found = get(gh, "/repos/codertocat/HELLO-world/branches/changes")
+    assert status == 200 and found["commit"]["sha"] == HEAD_SHA  # type: ignore[index]
+    assert get(gh, "/repos/codertocat/hello-world/pulls/2")[1]["number"] == 2
+    permission = get(gh, "/repos/CODERTOCAT/hello-world/collaborators/codertocat/permission")
+    assert permission[1]["permission"] == "write"
+    assert get(gh, f"/repos/{REPO}/branches/Changes")[0] == 404  # branch names are exact
+
+
+def test_the_forge_never_asks_for_a_branch_git_forbids(gh: FakeGitHub) -> None:
+    from bot.github.forge import GitHubForge
+
+    forge = GitHubForge(gh.url, token="ghp_test")
+    assert forge.resolve(REPO, FORK_BRANCH) is None
+    assert forge.resolve(REPO, "changes") == HEAD_SHA
+    assert forge.resolve("codertocat/hello-world", "changes") == HEAD_SHA
+    assert forge.resolve(REPO, "gone") is None
+    assert gh.branch_lookups() == ["changes", "changes", "gone"]
+    gh.add_pull(REPO, 9, "changes", "9" * 40, head_repo="Codertocat/HELLO-WORLD")
+    gh.add_pull(REPO, 10, "changes", "a" * 40, head_repo=f"{FORK_OWNER}/Hello-World")
+    assert forge.pull(REPO, 9).fork is False  # the same repository, spelt otherwise
+    assert forge.pull(REPO, 10).fork is True
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("changes", True),
+        ("feature/checkout", True),
+        ("release-1.2_x", True),
+        ("a@b", True),
+        ("mallory:changes", False),
+        ("a..b", False),
+        ("with space", False),
+        ("a~1", False),
+        ("a^", False),
+        ("what?", False),
+        ("star*", False),
+        ("a[b", False),
+        ("back\\slash", False),
+        ("a@{b", False),
+        ("@", False),
+        ("HEAD", False),
+        ("-flag", False),
+        ("dot.", False),
+        ("x.lock", False),
+        ("x/.hidden", False),
+        ("/lead", False),
+        ("trail/", False),
+        ("a//b", False),
+        ("tab\there", False),
+        ("", False),
+    ],
+)
+def test_branch_names_follow_git_check_ref_format(name: str, ok: bool) -> None:
+    from bot.github.forge import is_branch_name
+
+    assert is_branch_name(name) is ok

@@ -35,17 +35,45 @@ def raw(path: str) -> bytes:
     return (FIXTURES / path).read_bytes()
 
 
+FORK_OWNER = "mallory"
+FORK_BRANCH = f"{FORK_OWNER}:changes"  # the recorded head, as GitHub labels it from a fork
+
+
+def fork_payload(path: str, sha: str | None = None) -> dict[str, Any]:
+    """A recorded ``pull_request`` payload, its head moved to the fork ``mallory/Hello-World``
+    (and to commit ``sha``): the base, number, branch name and everything else as recorded."""
+    payload = copy.deepcopy(fixture(path))
+    head = payload["pull_request"]["head"]
+    head["repo"] = head["repo"] | {
+        "full_name": f"{FORK_OWNER}/Hello-World",
+        "name": "Hello-World",
+        "fork": True,
+        "owner": head["repo"]["owner"] | {"login": FORK_OWNER},
+    }
+    head["label"] = FORK_BRANCH
+    head["user"] = (head.get("user") or {}) | {"login": FORK_OWNER}
+    if sha is not None:
+        head["sha"] = sha
+    assert payload["pull_request"]["base"]["repo"]["full_name"] == REPO
+    return payload
+
+
 @pytest.fixture
 def rig(
-    seeded: Seeded, aws: AwsClients, tmp_path: Path, tasks_run: None, request: pytest.FixtureRequest
+    seeded: Seeded,
+    aws: AwsClients,
+    admin: AwsClients,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[SlackRig]:
     config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
     web = config["apps"]["shop"]["services"]["web"]
-    web["repository"] = REPO
+    param = dict(getattr(request, "param", {"pull_requests": "label", "label": "bug"}))
+    web["repository"] = param.pop("repository_case", REPO)
     app = config["apps"]["shop"]
-    app.update(getattr(request, "param", {"pull_requests": "label", "label": "bug"}))
-    push_image(aws.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
-    push_image(aws.ecr, "shop-web", "master-6113728")
+    app.update(param)
+    push_image(admin.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
+    push_image(admin.ecr, "shop-web", "master-6113728")
     fake = FakeSlack()
     settings = settings_from_mapping(config, environ={})
     rig = start_rig(build(settings, clients=aws, environ={}), fake)
@@ -195,14 +223,14 @@ def test_recorded_payloads_that_deploy_the_pull_request(rig: SlackRig, path: str
 # -- the lifecycle, from recorded payloads ------------------------------------------------------
 
 
-def test_open_push_close_stops_the_environment(rig: SlackRig) -> None:
+def test_open_push_close_stops_the_environment(rig: SlackRig, admin: AwsClients) -> None:
     send(rig, "pull_request/opened.payload.json")
     assert rig.runtime.store.get_env(ENV)["status"] == "running"  # type: ignore[index]
 
     # a push to the branch: the new commit is deployed once, though GitHub announces it twice
     push = fixture("push/with-new-branch.payload.json")
     push |= {"ref": "refs/heads/changes", "after": "f" * 40, "created": False}
-    push_image(rig.runtime.clients.ecr, "shop-web", "changes-fffffff")
+    push_image(admin.ecr, "shop-web", "changes-fffffff")
     sync = fixture("pull_request/synchronize.payload.json")
     sync["pull_request"]["head"]["sha"] = "f" * 40
     rig.github("push", json.dumps(push).encode())
@@ -283,19 +311,48 @@ def test_drafts_are_skipped_unless_configured(rig: SlackRig) -> None:
     assert rig.runtime.store.operations() == []
 
 
+@pytest.mark.parametrize(
+    "rig", [{"pull_requests": "label", "label": "bug"}, {"pull_requests": "all"}], indirect=True
+)
 def test_pull_requests_from_forks_never_deploy_by_themselves(rig: SlackRig) -> None:
-    for action in ("opened", "synchronize", "labeled", "reopened"):
-        payload = copy.deepcopy(fixture(f"pull_request/{action}.payload.json"))
-        head = payload["pull_request"]["head"]
-        head["repo"] = head["repo"] | {"full_name": "mallory/Hello-World", "fork": True}
-        head["label"] = "mallory:changes"
+    """Not with the app's label, nor with a policy that deploys every pull request."""
+    new_sha = "5" * 40
+    actions = ["opened", "reopened", "ready_for_review", "synchronize"]
+    if rig.runtime.settings.apps["shop"].pull_requests == "label":
+        actions.insert(1, "labeled")
+    for action in actions:
+        sha = new_sha if action == "synchronize" else None
+        payload = fork_payload(f"pull_request/{action}.payload.json", sha)
         rig.github("pull_request", json.dumps(payload).encode())
         rig.settle()
         assert "fork" in outcome(rig), (action, outcome(rig))
     assert rig.runtime.store.operations() == []
-    # recorded, so that a maintainer's `/revieee deploy` comment can deploy it
+    assert rig.runtime.store.get_env(env_name("shop", FORK_BRANCH)) is None
+    # recorded, so that a maintainer's `/revieee deploy` comment can deploy it; the new head too
     pull = rig.runtime.store.get_pull(REPO, 2)
-    assert pull is not None and pull["fork"] == 1 and pull["branch"] == "mallory:changes"
+    assert pull is not None and pull["fork"] == 1 and pull["branch"] == FORK_BRANCH
+    assert pull["env"] == env_name("shop", FORK_BRANCH) != ENV
+    assert pull["head_sha"] == new_sha
+    assert outcome(rig) == (
+        "ignored: a fork's new commits are not deployed automatically "
+        "(5555555: a maintainer's `/revieee deploy` deploys it)"
+    )
+
+
+@pytest.mark.parametrize(
+    "rig", [{"pull_requests": "all", "repository_case": "codertocat/HELLO-WORLD"}], indirect=True
+)
+def test_repository_names_are_compared_ignoring_case(rig: SlackRig) -> None:
+    """The app spells the repository its own way; GitHub's names are case-insensitive. The same
+    repository is no fork, and the head commit is the one deployed (not the newest image's)."""
+    opened = fixture("pull_request/opened.payload.json")
+    opened["pull_request"]["head"]["repo"]["full_name"] = REPO.upper()
+    rig.github("pull_request", json.dumps(opened).encode())
+    rig.settle()
+    assert outcome(rig) == f"deploy {ENV}"
+    (dep,) = rig.runtime.store.deployments(ENV)
+    assert dep["sha"] == HEAD_SHA  # the full commit: an image found by its tag has 7 characters
+    assert rig.runtime.store.get_pull(REPO, 2)["fork"] == 0  # type: ignore[index]
 
 
 # -- the endpoint ---------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ Events, per app whose services are built from the event's repository:
 - ``issue_comment`` on a pull request starting with ``/revieee``: the command, for people with
   write permission; the answer is a reaction, and a reply for what has no other place.
 
-Pull requests from forks are never deployed by themselves: their code is untrusted. A
-maintainer's ``/revieee deploy`` comment deploys the commit it was written against.
+Pull requests from forks are never deployed by themselves (not when opened, labelled or pushed
+to): their code is untrusted. A maintainer's ``/revieee deploy`` comment deploys the pull
+request's head commit as it is when the comment is handled, as that commit: the fork's branch is
+never looked up, in the fork or in the base repository (see :func:`branch_of`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from typing import Any
 
 from bot.config import AppConfig, Settings
 from bot.container_logs import ContainerLogs
-from bot.github.forge import WRITE_PERMISSIONS, Forge, GitHubError, PullInfo
+from bot.github.forge import (
+    WRITE_PERMISSIONS,
+    Forge,
+    GitHubError,
+    PullInfo,
+    is_branch_name,
+    same_repository,
+)
 from bot.naming import env_name
 from bot.review import ReviewApps
 from bot.store import Store
@@ -70,7 +79,7 @@ def pull_from_payload(payload: dict[str, Any]) -> PullInfo:
         head_sha=pr["head"]["sha"],
         head_repository=head_repository,
         # a deleted head repository is a fork that went away: untrusted all the same
-        fork=head_repository != repository,
+        fork=not same_repository(head_repository, repository),
         author=(pr.get("user") or {}).get("login", ""),
         title=pr.get("title") or "",
         html_url=pr.get("html_url") or "",
@@ -82,7 +91,13 @@ def pull_from_payload(payload: dict[str, Any]) -> PullInfo:
 
 def branch_of(pull: PullInfo) -> str:
     """The branch an environment is named after: a fork's branches are ``owner:branch`` (as
-    GitHub labels them), so a fork's ``main`` is never the repository's ``main``."""
+    GitHub labels them), so a fork's ``main`` is never the repository's ``main``.
+
+    That label is a name, never a branch to look up: git refuses ``:`` in branch names, so no
+    repository has it. A fork's deploy always carries the pull request's head commit; the image
+    tag template's ``{branch}`` renders the label as ``owner-branch`` (``{branch}-{sha7}`` looks
+    for ``mallory-changes-1a2b3c4``), and services built from other repositories fall back to
+    their default branch."""
     if pull.fork:
         return f"{pull.head_repository.split('/')[0] or 'fork'}:{pull.head_ref}"
     return pull.head_ref
@@ -104,7 +119,11 @@ class GitHubEvents:
         self.clock = clock
 
     def apps_for(self, repository: str) -> list[AppConfig]:
-        return [a for a in self.settings.apps.values() if repository in a.repositories]
+        return [
+            a
+            for a in self.settings.apps.values()
+            if any(same_repository(repository, r) for r in a.repositories)
+        ]
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -179,14 +198,19 @@ class GitHubEvents:
             sha=pull.head_sha,
             requested_by=actor or pull.author,
             source=SOURCE,
-            context=self._context(pull),
+            context=self._context(app, pull),
         )
         return env
 
     @staticmethod
-    def _context(pull: PullInfo) -> dict[str, Any]:
+    def _context(app: AppConfig, pull: PullInfo) -> dict[str, Any]:
+        # The head commit belongs to the base repository's services, a fork's too: GitHub makes
+        # it reachable there (refs/pull/N/head). Named as the app spells it, for the engine.
+        sha_repository = next(
+            (r for r in app.repositories if same_repository(r, pull.repository)), pull.repository
+        )
         return {
-            "sha_repository": pull.head_repository if not pull.fork else pull.repository,
+            "sha_repository": sha_repository,
             "repository": pull.repository,
             "pr_number": pull.number,
             "pr_url": pull.html_url,
@@ -223,7 +247,11 @@ class GitHubEvents:
                 done.append(self._deploy_pull(app, pull, pull.author))
             elif action == "synchronize":
                 if pull.fork:
-                    why.append("a fork's new commits are not deployed automatically")
+                    self._link(app, pull)  # its new head, recorded; a maintainer decides
+                    why.append(
+                        f"a fork's new commits are not deployed automatically "
+                        f"({pull.head_sha[:7]}: a maintainer's `/revieee deploy` deploys it)"
+                    )
                     continue
                 if self._live(env) or self._policy_allows(app, pull) is None:
                     done.append(self._deploy_pull(app, pull, pull.author))
@@ -387,16 +415,26 @@ class GitHubEvents:
             self.forge.react(repository, comment_id, "confused")
             self._reply(repository, pull.number, f"@{user}\n```\n{exc}\n```")
             return Outcome(f"usage error: {exc}")
+        context: dict[str, Any] = {"repository": repository}
         if isinstance(cmd, Deploy):
             if not cmd.app:
                 cmd = dataclasses.replace(cmd, app=app.name)
             if cmd.branch == branch_of(pull) and not cmd.sha:
+                # this pull request's head, as that commit (a fork's branch is not looked up)
                 cmd = dataclasses.replace(cmd, sha=pull.head_sha)
+            elif not cmd.sha and not is_branch_name(cmd.branch):
+                error = (
+                    f"{cmd.branch!r} is not a branch name (git-check-ref-format): to deploy a "
+                    "fork's pull request, comment `/revieee deploy` on it, or pass --sha"
+                )
+                self.forge.react(repository, comment_id, "confused")
+                self._reply(repository, pull.number, f"@{user}\n```\n{error}\n```")
+                return Outcome(f"usage error: {error}")
             chosen = self.settings.apps.get(cmd.app or "", app)
             self._link(chosen, pull)
+            context = self._context(chosen, pull)
         elif isinstance(cmd, Stop | Status | Keep | Logs) and not cmd.app:
             cmd = dataclasses.replace(cmd, app=app.name)
-        context = self._context(pull) if isinstance(cmd, Deploy) else {"repository": repository}
         # logs are read here and now: this runs on the inbox worker, not in the webhook's request
         fast = not isinstance(cmd, Logs)
         reply = run(cmd, self.apps, Caller(user, SOURCE, None, context, fast=fast))

@@ -11,6 +11,7 @@ caller can come back later instead of holding a thread for an hour.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,30 @@ log = logging.getLogger("revieee.github")
 DEFAULT_API_URL = "https://api.github.com"
 WRITE_PERMISSIONS = ("admin", "maintain", "write")
 
+# git-check-ref-format(1) (https://git-scm.com/docs/git-check-ref-format), rules 1 and 3-10, and
+# what ``--branch`` adds (no leading ``-``, not ``HEAD``): no control characters, space,
+# ``~ ^ : ? * [ \``, ``..`` or ``@{``.
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{")
+
+
+def is_branch_name(name: str) -> bool:
+    """Whether git allows ``name`` as a branch (``git check-ref-format --branch``). A fork's
+    ``owner:branch`` label is not one: no repository has such a branch, GitHub answers 404."""
+    components = name.split("/")
+    return not (
+        not name
+        or name in ("@", "HEAD")
+        or name.startswith("-")
+        or name.endswith(".")
+        or _REF_FORBIDDEN.search(name)
+        or any(not c or c.startswith(".") or c.endswith(".lock") for c in components)
+    )
+
+
+def same_repository(a: str, b: str) -> bool:
+    """GitHub's owner and repository names are case-insensitive."""
+    return a.casefold() == b.casefold()
+
 
 class GitHubError(Exception):
     """A GitHub call failed; ``status`` is the HTTP status (0: no answer), ``retry_at`` when a
@@ -40,6 +65,9 @@ class GitHubError(Exception):
 
 @dataclass(frozen=True)
 class PullInfo:
+    """A pull request as revieee uses it; ``fork`` when its head is in another repository (or
+    in one that was deleted)."""
+
     repository: str
     number: int
     head_ref: str
@@ -181,7 +209,13 @@ class GitHubForge:
     # -- Forge ---------------------------------------------------------------------------------
 
     def resolve(self, repository: str, branch: str) -> str | None:
-        """The branch's head commit, None when the branch does not exist (a CommitResolver)."""
+        """The branch's head commit, None when the branch does not exist (a CommitResolver).
+
+        A name git does not allow as a branch (a fork pull request's ``owner:branch``) is no
+        branch of any repository: None, without asking GitHub."""
+        if not is_branch_name(branch):
+            log.info("not a branch name, not looked up repo=%s branch=%r", repository, branch)
+            return None
         try:
             return str(self._repo(repository).get_branch(branch).commit.sha)
         except github.UnknownObjectException:
@@ -202,14 +236,15 @@ class GitHubForge:
     def pull(self, repository: str, number: int) -> PullInfo:
         try:
             pr = self._repo(repository).get_pull(number)
-            head_repo = pr.head.repo.full_name if pr.head.repo else repository
+            head_repo = pr.head.repo.full_name if pr.head.repo else ""
             return PullInfo(
                 repository=repository,
                 number=number,
                 head_ref=pr.head.ref,
                 head_sha=pr.head.sha,
                 head_repository=head_repo,
-                fork=head_repo != repository,
+                # a deleted head repository is a fork that went away: untrusted all the same
+                fork=not same_repository(head_repo, repository),
                 author=pr.user.login if pr.user else "",
                 title=pr.title or "",
                 html_url=pr.html_url or "",
