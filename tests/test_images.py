@@ -48,8 +48,8 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedCodeBuild]:
         yield script
 
 
-def make_project(aws: AwsClients, name: str = "shop-web-images") -> None:
-    create_project(aws.codebuild, name)
+def make_project(admin: AwsClients, name: str = "shop-web-images") -> None:
+    create_project(admin.codebuild, name)
 
 
 def web(**fields: Any) -> dict[str, Any]:
@@ -88,9 +88,13 @@ def updates(fake: FakeSlack) -> list[str]:
 
 
 def test_a_missing_image_is_built_with_codebuild_and_its_log_streams_into_the_thread(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     rig = make_rig(app=web(**CODEBUILD))
     sent = CallCounter(rig.runtime.clients)
     assert rig.command(f"deploy {BRANCH} --sha {SHA}").status == 200
@@ -125,9 +129,13 @@ def test_a_missing_image_is_built_with_codebuild_and_its_log_streams_into_the_th
 
 
 def test_a_redeploy_of_a_built_commit_uses_the_cached_image(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     rig = make_rig(app=web(**CODEBUILD))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
     rig.wait_status(ENV, "running", "failed")
@@ -139,9 +147,13 @@ def test_a_redeploy_of_a_built_commit_uses_the_cached_image(
 
 
 def test_a_failed_build_shows_the_failing_phase_the_last_lines_and_the_log_link(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     builds.script = failing(tuple(f"compiling module {i}" for i in range(60)))
     rig = make_rig(app=web(**CODEBUILD))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
@@ -160,15 +172,19 @@ def test_a_failed_build_shows_the_failing_phase_the_last_lines_and_the_log_link(
     assert rig.runtime.store.builds(env=ENV)[0]["status"] == "FAILED"
     # nothing was deployed for web: no ECS service was created
     assert (
-        aws.ecs.describe_services(cluster="revieee-sandbox", services=[f"{ENV}-web"])["services"]
+        admin.ecs.describe_services(cluster="revieee-sandbox", services=[f"{ENV}-web"])["services"]
         == []
     )
 
 
 def test_a_long_log_is_batched_in_the_thread_and_uploaded_whole_as_a_file(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     lines = tuple(f"layer {i:04d} " + "x" * 60 for i in range(1000))
     builds.script = succeeding(build_lines=lines)
     rig = make_rig(app=web(**CODEBUILD), build_log_lines=120, log_post_interval=0.3)
@@ -194,9 +210,13 @@ def test_a_long_log_is_batched_in_the_thread_and_uploaded_whole_as_a_file(
 
 
 def test_a_failed_file_upload_still_posts_the_summary_and_keeps_the_thread_going(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     builds.script = succeeding(build_lines=tuple(f"layer {i}" for i in range(300)))
     fake.upload_failures = 1  # the upload URL answers 500 once
     rig = make_rig(app=web(**CODEBUILD), build_log_lines=50, log_post_interval=0.05)
@@ -213,9 +233,13 @@ def test_a_failed_file_upload_still_posts_the_summary_and_keeps_the_thread_going
 
 
 def test_log_lines_cannot_ping_the_channel_or_close_their_code_block(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     builds.script = succeeding(build_lines=("echo <!channel> & <@U123>", "```", "done"))
     rig = make_rig(app=web(**CODEBUILD))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
@@ -227,9 +251,13 @@ def test_log_lines_cannot_ping_the_channel_or_close_their_code_block(
 
 
 def test_a_second_deploy_of_the_same_commit_joins_the_running_build(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     builds.script = [Step("BUILD", ("building",), hold=True), *succeeding()[-2:]]
     rig = make_rig(app=web(**CODEBUILD))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
@@ -248,9 +276,13 @@ def test_a_second_deploy_of_the_same_commit_joins_the_running_build(
 
 
 def test_a_stop_while_building_stops_the_build(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     builds.script = [Step("BUILD", ("building",), hold=True), *succeeding()[-2:]]
     rig = make_rig(app=web(**CODEBUILD))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
@@ -263,9 +295,13 @@ def test_a_stop_while_building_stops_the_build(
 
 
 def test_a_build_that_pushes_no_image_fails_clearly(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     builds.script = [*succeeding()[:-1], Step("COMPLETED", status="SUCCEEDED", push=False)]
     rig = make_rig(app=web(**CODEBUILD))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
@@ -289,13 +325,13 @@ def test_codebuild_without_a_known_commit_says_how_to_give_one(
 
 
 def test_wait_deploys_once_ci_pushes_the_image(
-    make_rig: MakeRig, aws: AwsClients, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig, aws: AwsClients, admin: AwsClients, fake: FakeSlack
 ) -> None:
     rig = make_rig(app=web(image_source="wait", wait_timeout="20s"))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
     _wait(lambda: rig.runtime.store.get_env(ENV)["status"] == "deploying")
     time.sleep(0.3)  # a few polls find nothing
-    digest = push_image(aws.ecr, "shop-web", TAG)
+    digest = push_image(admin.ecr, "shop-web", TAG)
     row = rig.wait_status(ENV, "running", "failed")
     assert row["status"] == "running", row["error"]
     deployment = rig.runtime.store.deployments(ENV, 1)[0]
@@ -340,7 +376,7 @@ def test_a_failed_ci_run_ends_the_wait_with_its_link(
 
 
 def test_a_successful_ci_run_for_another_commit_does_not_end_the_wait(
-    make_rig: MakeRig, aws: AwsClients, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig, aws: AwsClients, admin: AwsClients, fake: FakeSlack
 ) -> None:
     rig = make_rig(app=web(image_source="wait", wait_timeout="60s"))
     rig.command(f"deploy {BRANCH} --sha {SHA}")
@@ -348,7 +384,7 @@ def test_a_successful_ci_run_for_another_commit_does_not_end_the_wait(
     rig.github("workflow_run", _workflow_run("failure", sha="f" * 40))
     rig.github("workflow_run", _workflow_run("success"))
     _wait(lambda: "should show up in ECR" in thread(rig, fake))
-    push_image(aws.ecr, "shop-web", TAG)
+    push_image(admin.ecr, "shop-web", TAG)
     row = rig.wait_status(ENV, "running", "failed")
     assert row["status"] == "running", row["error"]
 
@@ -357,59 +393,34 @@ def test_a_successful_ci_run_for_another_commit_does_not_end_the_wait(
 
 
 def test_ecs_service_events_stream_into_the_thread_during_the_deploy(
-    make_rig: MakeRig, aws: AwsClients, fake: FakeSlack, moto_events: Any
+    make_rig: MakeRig, aws: AwsClients, fake: FakeSlack
 ) -> None:
+    """The strict layer posts the service events ECS posts (tasks started, deployment
+    completed, steady state): they reach the thread as the rollout goes."""
     rig = make_rig()
     rig.command(f"deploy {BRANCH}")
     row = rig.wait_status(ENV, "running", "failed")
-    assert row["status"] == "failed"  # moto never runs the tasks: the deploy times out
+    assert row["status"] == "running"
     text = thread(rig, fake)
-    assert "has started 1 tasks" in text and "```" in text
-    assert "was unable to place a task" in text
-
-
-@pytest.fixture
-def moto_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's ECS services have no events: give each one two, as ECS would post them."""
-    from datetime import UTC, datetime
-
-    from moto.ecs.models import EC2ContainerServiceBackend
-
-    original = EC2ContainerServiceBackend.describe_services
-
-    def describe_services(self: Any, cluster_str: str, service_names_or_arns: list[str]) -> Any:
-        services, failures = original(self, cluster_str, service_names_or_arns)
-        for svc in services:
-            if not svc.events:
-                now = datetime.now(UTC)
-                svc.events = [
-                    {
-                        "id": f"{svc.name}-2",
-                        "createdAt": now,
-                        "message": f"(service {svc.name}) was unable to place a task",
-                    },
-                    {
-                        "id": f"{svc.name}-1",
-                        "createdAt": now,
-                        "message": f"(service {svc.name}) has started 1 tasks: (task 1a2b)",
-                    },
-                ]
-        return services, failures
-
-    monkeypatch.setattr(EC2ContainerServiceBackend, "describe_services", describe_services)
+    assert f"(service {ENV}-web) has started 1 tasks: (task " in text and "```" in text
+    assert f"(service {ENV}-api) has reached a steady state." in text
 
 
 # -- ECR hygiene -----------------------------------------------------------------------------
 
 
 def test_a_stop_deletes_the_images_built_for_the_environment_only(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     rig = make_rig(app=web(**CODEBUILD), gc_untagged_images=True)
     # an untagged image in the managed repository (moto deletes an image whose tag moves, so
     # the test pushes one without a tag, as AWS would leave it)
-    old = push_untagged(aws.ecr, "shop-web", "old-build")
+    old = push_untagged(admin.ecr, "shop-web", "old-build")
     rig.command(f"deploy {BRANCH} --sha {SHA}")
     rig.wait_status(ENV, "running")
     rig.command("deploy main")  # main's image was not built by revieee
@@ -420,21 +431,25 @@ def test_a_stop_deletes_the_images_built_for_the_environment_only(
     rig.wait_status(ENV, "stopped")
     tags = {
         t
-        for d in aws.ecr.describe_images(repositoryName="shop-web")["imageDetails"]
+        for d in admin.ecr.describe_images(repositoryName="shop-web")["imageDetails"]
         for t in d.get("imageTags", [])
     }
     assert TAG not in tags  # built for it: deleted
     assert any(t.startswith("main-") for t in tags)  # pushed by someone else: kept
-    untagged = aws.ecr.list_images(repositoryName="shop-web", filter={"tagStatus": "UNTAGGED"})
+    untagged = admin.ecr.list_images(repositoryName="shop-web", filter={"tagStatus": "UNTAGGED"})
     assert old not in {i["imageDigest"] for i in untagged["imageIds"]}  # collected
     assert f"deleted image tag(s) shop-web:{TAG}" in thread(rig, fake)
     assert rig.runtime.store.builds(env=ENV)[0]["images_deleted_at"]
 
 
 def test_an_image_another_environment_runs_is_never_deleted(
-    make_rig: MakeRig, aws: AwsClients, builds: ScriptedCodeBuild, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     rig = make_rig(app=web(**CODEBUILD), gc_untagged_images=True)
     rig.command(f"deploy {BRANCH} --sha {SHA}")
     rig.wait_status(ENV, "running")
@@ -448,7 +463,7 @@ def test_an_image_another_environment_runs_is_never_deleted(
     store.update_deployment(dep, images=json.dumps(image))
     rig.command(f"stop {ENV}")
     rig.wait_status(ENV, "stopped")
-    found = aws.ecr.describe_images(repositoryName="shop-web", imageIds=[{"imageTag": TAG}])
+    found = admin.ecr.describe_images(repositoryName="shop-web", imageIds=[{"imageTag": TAG}])
     assert found["imageDetails"][0]["imageDigest"] == digest
     assert "another environment runs it" in thread(rig, fake)
     assert not rig.runtime.store.builds(env=ENV)[0]["images_deleted_at"]
@@ -470,9 +485,9 @@ class Crash(BaseException):
 
 
 def test_a_restart_mid_build_follows_the_same_build_instead_of_starting_another(
-    seeded: Seeded, aws: AwsClients, builds: ScriptedCodeBuild, tmp_path: Any, tasks_run: None
+    seeded: Seeded, aws: AwsClients, admin: AwsClients, builds: ScriptedCodeBuild, tmp_path: Any
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
     config["apps"]["shop"].update(web(**CODEBUILD))
     settings = settings_from_mapping(config, environ={})
@@ -512,7 +527,7 @@ def test_a_restart_mid_build_follows_the_same_build_instead_of_starting_another(
 
 
 def test_check_reports_a_missing_codebuild_project(
-    seeded: Seeded, aws: AwsClients, tmp_path: Any
+    seeded: Seeded, aws: AwsClients, admin: AwsClients, tmp_path: Any
 ) -> None:
     config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
     config["apps"]["shop"].update(web(**CODEBUILD))
@@ -523,7 +538,7 @@ def test_check_reports_a_missing_codebuild_project(
             "apps.shop.services.web.codebuild_project" in p and "does not exist" in p
             for p in problems
         ), problems
-        make_project(aws)
+        make_project(admin)
         assert runtime.engine.check() == []
     finally:
         runtime.close()
@@ -535,25 +550,25 @@ def test_check_reports_a_missing_codebuild_project(
 def test_the_terminal_prints_the_build_log_and_collects_untagged_images(
     seeded: Seeded,
     aws: AwsClients,
+    admin: AwsClients,
     builds: ScriptedCodeBuild,
     write_config: Any,
     capsys: pytest.CaptureFixture[str],
-    tasks_run: None,
 ) -> None:
-    make_project(aws)
+    make_project(admin)
     path = write_config(apps={"shop": web(**CODEBUILD)})
     assert cli.main(["--config", str(path), "deploy", BRANCH, "--sha", SHA, "--wait"]) == 0
     out = capsys.readouterr().out
     assert "  | [BUILD] step 3" in out and "[build of web] phase BUILD" in out
     assert f"built shop-web:{TAG}" in out
 
-    old = push_untagged(aws.ecr, "shop-web", "old-build")
+    old = push_untagged(admin.ecr, "shop-web", "old-build")
     assert cli.main(["--config", str(path), "gc-images", "--dry-run"]) == 0
     assert f"shop-web@{old}" in capsys.readouterr().out
-    untagged = aws.ecr.list_images(repositoryName="shop-web", filter={"tagStatus": "UNTAGGED"})
+    untagged = admin.ecr.list_images(repositoryName="shop-web", filter={"tagStatus": "UNTAGGED"})
     assert old in {i["imageDigest"] for i in untagged["imageIds"]}  # a dry run deletes nothing
     assert cli.main(["--config", str(path), "gc-images"]) == 0
     assert "deleted 1 untagged image(s) in shop-web" in capsys.readouterr().out
-    untagged = aws.ecr.list_images(repositoryName="shop-web", filter={"tagStatus": "UNTAGGED"})
+    untagged = admin.ecr.list_images(repositoryName="shop-web", filter={"tagStatus": "UNTAGGED"})
     assert old not in {i["imageDigest"] for i in untagged["imageIds"]}
     assert cli.main(["--config", str(path), "gc-images", "--now"]) == 2
