@@ -482,10 +482,10 @@ def main() -> None:
         "machine\n"
     )
 
-    box = sandbox.MotoSandbox().start()
+    # tasks that take an hour to start: the deploys stay in progress while acks are measured
+    box = sandbox.StrictSandbox(sandbox.quick_rules(task_start=3600.0)).start()
     fake = FakeSlack()
     with tempfile.TemporaryDirectory() as tmp, sandbox.patched_environ(box.environ()):
-        os.environ.pop("MOTO_ECS_SERVICE_RUNNING", None)  # the deploys must stay in progress
         aws = build_clients("standard", 3)
         seeded = sandbox.seed(aws, branches={"web": [*branches, "main"], "api": ["main"]})
         db = Path(tmp) / "revieee.db"

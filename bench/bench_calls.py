@@ -11,7 +11,6 @@ step polls ``DescribeServices`` once.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -84,9 +83,8 @@ def print_table(columns: dict[str, Counter[str]]) -> None:
 
 
 def main() -> None:
-    # The moto server runs in this process: services report their tasks as running at once.
-    os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
-    box = sandbox.MotoSandbox().start()
+    # moto behind the strict layer, in this process: tasks start at once, no throttling.
+    box = sandbox.StrictSandbox(sandbox.quick_rules()).start()
     try:
         with tempfile.TemporaryDirectory() as tmp, sandbox.patched_environ(box.environ()):
             setup = build_clients("standard", 3)

@@ -62,7 +62,6 @@ def world_main() -> None:
     """Answer one JSON command per stdin line with one JSON line; exit at EOF or "quit"."""
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # stray prints go to the log, not into the protocol
-    os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"  # the server reads it in this process
 
     import pytest
     from moto.core import DEFAULT_ACCOUNT_ID
@@ -89,7 +88,7 @@ def world_main() -> None:
                 self.stamps.append((at, method, args))
             return answer
 
-    box = sandbox.MotoSandbox().start()
+    box = sandbox.StrictSandbox(sandbox.quick_rules()).start()
     os.environ.update(box.environ())
     monkeypatch = pytest.MonkeyPatch()
     patch = scripted_codebuild(monkeypatch)

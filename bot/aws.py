@@ -9,7 +9,9 @@ runs against moto's server. Throttling and transient errors are retried by botoc
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-SERVICES = ("ecs", "servicediscovery", "ecr", "ec2", "codebuild", "logs")
+SERVICES = ("ecs", "servicediscovery", "ecr", "ec2", "codebuild", "logs", "iam", "sts")
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,20 @@ class AwsClients:
     ec2: Any
     codebuild: Any
     logs: Any
+    iam: Any  # check --permissions: iam:SimulatePrincipalPolicy
+    sts: Any  # ... of the caller's role
 
     def all(self) -> list[Any]:
-        return [self.ecs, self.servicediscovery, self.ecr, self.ec2, self.codebuild, self.logs]
+        return [
+            self.ecs,
+            self.servicediscovery,
+            self.ecr,
+            self.ec2,
+            self.codebuild,
+            self.logs,
+            self.iam,
+            self.sts,
+        ]
 
 
 def build_clients(
@@ -84,6 +97,38 @@ class CallCounter:
 
     def params_of(self, name: str) -> list[dict[str, Any]]:
         return [p for n, p in self.sent_params if n == name]
+
+
+class Pace:
+    """At most ``per_second`` calls a second, a burst of as many (a token bucket), for an API
+    whose quota is low enough that a burst of our own would meet it: CloudWatch Logs'
+    ``FilterLogEvents`` takes 5 a second per account and Region, a hard limit (CloudWatch Logs
+    quotas). ``wait()`` blocks until the next call may go; shared by every thread."""
+
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = per_second
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
+            self._at = now
+            if self._tokens < 1:
+                pause = (1 - self._tokens) / self.per_second
+                self._sleep(pause)
+                self._at = self._clock()
+                self._tokens = 1.0
+            self._tokens -= 1
 
 
 def error_code(exc: BaseException) -> str:

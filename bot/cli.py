@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from bot.store import Operation
 
 EXTRA = {
-    "check": "check the configuration and that the cluster, namespace, subnets, security groups, "
-    "template task definitions and ECR repositories exist",
+    "check": "[--permissions [--role ARN]]: check the configuration and that the cluster, "
+    "namespace, subnets, security groups, template task definitions and ECR repositories exist; "
+    "--permissions also asks IAM whether the role may make every call the configuration needs",
     "serve": "[--host H] [--port P] [--socket-mode]: Slack (and GitHub) front doors, /healthz "
     "and the worker pool in one process",
     "worker": "run queued operations (and resume interrupted ones) until stopped",
@@ -83,11 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if words[1:] not in ([], ["--dry-run"]):
                 raise UsageError("usage: revieee gc-images [--dry-run]")
             return _gc_images(load_settings(args.config), dry_run=len(words) > 1)
+        if verb == "check":
+            permissions, role = _check_options(words[1:])
+            return _check(load_settings(args.config), permissions, role)
         if verb in EXTRA:
             if len(words) > 1:
                 raise UsageError(f"{verb} takes no arguments")
-            settings = load_settings(args.config)
-            return _check(settings) if verb == "check" else _worker(settings)
+            return _worker(load_settings(args.config))
         command = parse_words(words)
         settings = load_settings(args.config)
     except UsageError as exc:
@@ -164,13 +167,18 @@ def _gc_images(settings: Settings, dry_run: bool) -> int:
         if not repositories:
             print('no repository to collect: no service has image_source = "codebuild"')
             return 0
+        said: list[str] = []
         try:
-            gone = runtime.apps.images.gc_untagged(dry_run=dry_run)
+            gone = runtime.apps.images.gc_untagged(
+                dry_run=dry_run, report=lambda step, line: said.append(line)
+            )
         except EngineError as exc:
             print(str(exc), file=sys.stderr)
             return 1
         verb = "would delete" if dry_run else "deleted"
         print(f"{verb} {len(gone)} untagged image(s) in {', '.join(repositories)}")
+        for line in said:  # per repository, with what was kept and why
+            print(f"  {line}")
         for ref in gone:
             print(f"  {ref}")
         return 0
@@ -178,23 +186,47 @@ def _gc_images(settings: Settings, dry_run: bool) -> int:
         runtime.close()
 
 
-def _check(settings: Settings) -> int:
+def _check_options(words: list[str]) -> tuple[bool, str | None]:
+    usage = "usage: revieee check [--permissions [--role ARN]]"
+    permissions, role = False, None
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--permissions":
+            permissions = True
+        elif word == "--role" and rest and rest[0].startswith("arn:"):
+            role = rest.pop(0)
+        else:
+            raise UsageError(usage)
+    if role and not permissions:
+        raise UsageError(usage)
+    return permissions, role
+
+
+def _check(settings: Settings, permissions: bool = False, role: str | None = None) -> int:
+    from bot import permissions as perms
     from bot.aws import build_clients
     from bot.engine import Engine
 
     engine = Engine(build_clients(settings.aws_retry_mode, 2), settings)
     print(f"configuration: OK ({len(settings.apps)} app(s): {settings.app_names})")
     problems = engine.check()
+    failed = bool(problems)
     if problems:
         print(f"{len(problems)} problem(s) in AWS:")
         for problem in problems:
             print(f"  - {problem}")
-        return 1
-    print(
-        f"AWS: OK (cluster {settings.cluster}, namespace {settings.namespace}, "
-        f"{len(settings.subnets)} subnet(s), {len(settings.security_groups)} security group(s))"
-    )
-    return 0
+    else:
+        print(
+            f"AWS: OK (cluster {settings.cluster}, namespace {settings.namespace}, "
+            f"{len(settings.subnets)} subnet(s), {len(settings.security_groups)} "
+            "security group(s))"
+        )
+    if permissions:
+        lines, allowed = perms.report(settings, engine, role)
+        print("\n".join(lines))
+        failed = failed or not allowed
+    return 1 if failed else 0
 
 
 def _serve(argv: list[str], config: str | None) -> int:

@@ -19,12 +19,15 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.aws import AwsClients, describe_error, error_code
+from bot.aws import AwsClients, Pace, describe_error, error_code
 from bot.config import AppConfig
 from bot.engine import EngineError
 
 MAX_SCANNED = 20_000  # events read per container and window before giving up on older ones
 MAX_PAGES = 200  # pages of one query (CloudWatch may answer empty pages while it searches)
+# FilterLogEvents: 5 requests a second per account and Region, a hard quota (CloudWatch Logs
+# quotas page); one pace for every `logs` of this process, so two at once stay under it.
+FILTER_PACE = Pace(5.0)
 NARROWINGS = 2  # how many times a window with too many events is cut to its newest part
 NARROW_BY = 8  # ... and by how much
 MAX_MESSAGE = 2000  # characters of one event kept
@@ -178,9 +181,18 @@ def _read(
             found, complete = _scan(logs, group, stream_prefix, label, start, end, max_scanned)
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) == "ResourceNotFoundException":
+                # awslogs-create-group would need logs:CreateLogGroup on the execution role,
+                # which AmazonECSTaskExecutionRolePolicy (the stack's) does not grant.
                 result.notes.append(
                     f"log group {group} of {label} does not exist: no task has logged to it yet "
-                    "(create it, or set awslogs-create-group = true in the template)"
+                    f"(create it: aws logs create-log-group --log-group-name {group})"
+                )
+                return None
+            if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+                result.notes.append(
+                    f"revieee may not read log group {group} of {label}: its role reads the "
+                    "stack's EnvironmentLogGroup and CodeBuild's groups (log to the former, or "
+                    "add the group to the role's Logs statement)"
                 )
                 return None
             step = f"reading the logs of {label} in {group}"
@@ -216,6 +228,7 @@ def _scan(
     }
     token: str | None = None
     for _ in range(MAX_PAGES):
+        FILTER_PACE.wait()
         page = logs.filter_log_events(
             **request, limit=min(10_000, budget + 1), **({"nextToken": token} if token else {})
         )

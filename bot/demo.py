@@ -1,9 +1,12 @@
 """``revieee demo``: the main flow on embedded defaults, with no AWS account.
 
-It starts moto's server in-process (the built-in AWS sandbox), seeds a cluster, a Cloud Map
+It starts moto's server in-process behind the strict AWS layer (:mod:`bot.strict_aws`: tasks
+take a while to start, ECS registers them in Cloud Map and drains a deleted service, the
+circuit breaker rolls back, as on AWS; short times here), seeds a cluster, a Cloud Map
 namespace, template task definitions and ECR images, then deploys a branch of a two-service app
 (the front end has the branch, the API falls back to ``main``), redeploys it after a new commit,
-lists, shows its status and stops it -- printing what a user would see at each step.
+lists, shows its status and stops it -- printing what a user would see at each step. IAM is not
+evaluated here (that needs node; the tests do it).
 """
 
 from __future__ import annotations
@@ -16,20 +19,25 @@ from bot import sandbox
 from bot.app import build
 from bot.aws import build_clients
 from bot.cli import execute
+from bot.strict_aws import Rules
 from commands.parser import parse
+
+DEMO_RULES = Rules(task_start=1.5, pull_failure=0.5, drain=2.0, cloud_map_operation=0.5)
 
 
 def run_demo(workdir: str | None = None) -> int:
-    box = sandbox.MotoSandbox().start()
-    # moto's ECS reports services' tasks as running only when told to: the sandbox's tasks "run".
-    env = {**box.environ(), "MOTO_ECS_SERVICE_RUNNING": "1"}
-    with tempfile.TemporaryDirectory() as tmp, sandbox.patched_environ(env):
+    box = sandbox.StrictSandbox(DEMO_RULES).start()
+    with tempfile.TemporaryDirectory() as tmp, sandbox.patched_environ(box.environ()):
         database = str(Path(workdir or tmp) / "revieee-demo.db")
+        operator = box.admin_clients()
         clients = build_clients("standard", 3)
-        seeded = sandbox.seed(clients)
-        settings = sandbox.sandbox_settings(seeded, database)
+        seeded = sandbox.seed(operator)
+        settings = sandbox.sandbox_settings(seeded, database, deploy_timeout=60)
         runtime = build(settings, clients=clients)
-        print(f"revieee demo: AWS sandbox (moto) at {box.endpoint}")
+        print(
+            f"revieee demo: AWS sandbox (moto behind the strict AWS layer) at {box.endpoint}; "
+            f"tasks start in {DEMO_RULES.task_start:g}s"
+        )
         print(
             f"  cluster {settings.cluster}, Cloud Map namespace {settings.namespace}, "
             f"app 'shop' = web (acme/shop-web) + api (acme/shop-api)"
@@ -49,7 +57,7 @@ def run_demo(workdir: str | None = None) -> int:
                 print(f"== {title}")
                 if line is None:
                     sha = sandbox.fake_sha("web feature/checkout second commit")
-                    sandbox.push_image(clients.ecr, "shop-web", f"feature-checkout-{sha[:7]}")
+                    sandbox.push_image(operator.ecr, "shop-web", f"feature-checkout-{sha[:7]}")
                     print(f"   (CI pushed shop-web:feature-checkout-{sha[:7]})")
                     line = f"deploy feature/checkout --sha {sha} --wait"
                 print(f"$ revieee {line}")

@@ -45,6 +45,7 @@ TASK_DEF_FIELDS = (
     "ephemeralStorage",
     "runtimePlatform",
 )
+ROLLOUT_POLL = 1.0  # seconds between two looks at a rollout, at most
 DESCRIBE_SERVICES_MAX = 10  # ECS API reference, DescribeServices: "up to 10 services"
 DRAINING_MESSAGE = "still Draining"  # CreateService's InvalidParameterException while DRAINING
 CLOUD_MAP_BUSY = ("DuplicateRequest", "ResourceInUse")
@@ -318,7 +319,9 @@ class Engine:
         images: dict[str, list[dict[str, Any]]],
     ) -> tuple[ServicePlan, ImageMissing | None]:
         branch, fallback = spec.branch, False
-        if commits is not None:
+        # A commit given for the service's repository is deployed as that commit; its branch is
+        # not looked up (a fork's ``owner:branch`` is no branch of ours: GitHub answers 404).
+        if commits is not None and sha is None:
             resolved = commits.resolve(svc.repository, branch)
             if resolved is None and branch != svc.default_branch:
                 branch, fallback = svc.default_branch, True
@@ -328,8 +331,7 @@ class Engine:
                     f"resolving commit of {svc.repository}",
                     f"neither branch {spec.branch!r} nor {svc.default_branch!r} exists",
                 )
-            if fallback or sha is None:
-                sha = resolved
+            sha = resolved
         source = svc.image_source
         try:
             image, tag, found_sha = self._find_image(spec, svc, branch, sha, images)
@@ -862,7 +864,9 @@ class Engine:
                 raise EngineError(
                     step, self._explain(pending[0], f"not stable after {timeout:g}s", since)
                 )
-            self._sleep(self.settings.poll_interval)
+            # At least once a second: Ready within a second of ECS's COMPLETED (bench_ready.py);
+            # one DescribeServices per 10 services a second per waiting rollout.
+            self._sleep(min(self.settings.poll_interval, ROLLOUT_POLL))
 
     def _rolled_back(
         self, svc: dict[str, Any], wanted: str, primary: dict[str, Any], since: datetime | None

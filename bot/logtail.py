@@ -89,8 +89,10 @@ class LogFollower:
 class CloudWatchTail:
     """The events of one CloudWatch Logs stream not read yet, oldest first.
 
-    ``get_log_events`` from the head, then with the forward token; AWS answers the same token
-    when nothing is new. A stream not created yet (a build still provisioning) reads as empty."""
+    ``get_log_events`` from the head, then with the forward token. The end of the stream is
+    when AWS answers the token it was given: a page can be empty with more events after it
+    (CloudWatch Logs API reference, GetLogEvents), so an empty page does not end a read. A
+    stream not created yet (a build still provisioning) reads as empty."""
 
     def __init__(self, logs: Any, group: str, stream: str, max_pages: int = 20) -> None:
         self.logs = logs
@@ -99,9 +101,13 @@ class CloudWatchTail:
         self.max_pages = max_pages
         self.token: str | None = None
 
-    def read(self) -> list[str]:
+    def drain(self, max_pages: int = 1000) -> list[str]:
+        """Everything left: for the end of a build, when no later read will come."""
+        return self.read(max_pages)
+
+    def read(self, max_pages: int | None = None) -> list[str]:
         messages: list[str] = []
-        for _ in range(self.max_pages):
+        for _ in range(max_pages or self.max_pages):
             kwargs: dict[str, Any] = {
                 "logGroupName": self.group,
                 "logStreamName": self.stream,
@@ -117,9 +123,9 @@ class CloudWatchTail:
                 raise
             messages += [str(e.get("message", "")) for e in page.get("events", [])]
             token = page.get("nextForwardToken")
-            unchanged = token == self.token
+            unchanged = not token or token == self.token
             self.token = token or self.token
-            if unchanged or not page.get("events"):
+            if unchanged:
                 break
         return messages
 

@@ -427,9 +427,7 @@ class ReviewApps:
                 report("deploying", f"rollout started; {spec.url} will serve it once stable")
                 return
             expected = {s.ecs_service: s.task_definition for s in states}
-            self.engine.wait(
-                spec, report, since=started, log=self._log_sink(op), expected=expected
-            )
+            self.engine.wait(spec, report, since=started, log=self._log_sink(op), expected=expected)
         except Superseded as exc:
             self.store.finish_deployment(dep_id, "superseded", failure_reason=str(exc))
             self.store.audit(

@@ -70,6 +70,22 @@ class MotoSandbox:
         ).read()
 
 
+def quick_rules(**changes: Any) -> Any:
+    """Rules of the strict layer for benchmarks of revieee's own work: tasks start at once, no
+    throttling (the other rules stay; time-to-Ready benchmarks set AWS's times instead)."""
+    from bot.strict_aws import Rules
+
+    base = {
+        "task_start": 0.0,
+        "pull_failure": 0.05,
+        "drain": 0.0,
+        "cloud_map_operation": 0.0,
+        "cloud_map_lag": 0.0,
+        "throttle": False,
+    }
+    return Rules(**{**base, **changes})
+
+
 class StrictSandbox:
     """moto behind the strict AWS layer (:mod:`bot.strict_aws`): what revieee talks to in the
     tests, the benchmarks and ``revieee demo``. revieee's clients sign as its role; the
@@ -107,6 +123,12 @@ class StrictSandbox:
         self.moto.reset()
         if self.strict is not None:
             self.strict.reset()
+
+    def admin_session(self) -> Any:
+        """A boto3 session of the operator (its clients reach the layer through
+        ``AWS_ENDPOINT_URL``, as set by :meth:`environ`)."""
+        assert self.strict is not None
+        return self.strict.admin_session()
 
     def admin_clients(self) -> AwsClients:
         """The operator's clients, through the layer (its rules apply, IAM does not)."""
@@ -184,7 +206,9 @@ def image_manifest(repository: str, tag: str) -> str:
     return json.dumps(manifest)
 
 
-def template_task_definition(ecs: Any, family: str, container: str, port: int) -> str:
+def template_task_definition(
+    ecs: Any, family: str, container: str, port: int, execution_role: str = EXECUTION_ROLE_ARN
+) -> str:
     return str(
         ecs.register_task_definition(
             family=family,
@@ -192,7 +216,7 @@ def template_task_definition(ecs: Any, family: str, container: str, port: int) -
             requiresCompatibilities=["FARGATE"],
             cpu="256",
             memory="512",
-            executionRoleArn=EXECUTION_ROLE_ARN,
+            executionRoleArn=execution_role,
             containerDefinitions=[
                 {
                     "name": container,

@@ -79,7 +79,8 @@ def aws(
     moto_server: StrictSandbox, strict: StrictAws, request: pytest.FixtureRequest
 ) -> Iterator[AwsClients]:
     moto_server.reset()
-    strict.ecs.drain = TEST_RULES.drain  # a test may have changed it
+    strict.ecs.drain = TEST_RULES.drain  # a test may have changed them
+    strict.ecs.task_start = TEST_RULES.task_start
     yield build_clients("standard", 3)
     if strict.denials and not request.node.get_closest_marker("denials"):
         lines = "\n".join(f"  {d}" for d in strict.denials)

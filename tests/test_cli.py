@@ -11,7 +11,7 @@ import pytest
 
 from bot.aws import AwsClients
 from bot.naming import env_name
-from bot.sandbox import MotoSandbox
+from bot.sandbox import StrictSandbox
 from tests.conftest import WriteConfig
 
 ENV = env_name("shop", "feature/checkout")
@@ -64,7 +64,7 @@ def test_help_lists_every_verb() -> None:
         (["deplyo", "x"], "unknown command 'deplyo' (did you mean 'deploy'?)"),
         (["deploy"], "deploy needs BRANCH"),
         (["stop", "a", "b"], "unexpected argument 'b' for stop"),
-        (["check", "extra"], "check takes no arguments"),
+        (["check", "extra"], "usage: revieee check [--permissions [--role ARN]]"),
     ],
 )
 def test_bad_usage_exits_2_with_usage(args: list[str], message: str) -> None:
@@ -87,14 +87,14 @@ def test_missing_configuration_names_the_key(tmp_path: Path) -> None:
 
 
 def test_check_against_the_sandbox(
-    write_config: WriteConfig, moto_server: MotoSandbox, aws: AwsClients
+    write_config: WriteConfig, moto_server: StrictSandbox, aws: AwsClients, admin: AwsClients
 ) -> None:
     config = write_config()
     good = revieee("--config", str(config), "check", env=moto_server.environ())
     assert good.returncode == 0, good.stdout + good.stderr
     assert "AWS: OK" in good.stdout
-    aws.ecs.delete_cluster(cluster="revieee-sandbox")
-    aws.ecr.delete_repository(repositoryName="shop-api", force=True)
+    admin.ecs.delete_cluster(cluster="revieee-sandbox")
+    admin.ecr.delete_repository(repositoryName="shop-api", force=True)
     bad = revieee("--config", str(config), "check", env=moto_server.environ())
     assert bad.returncode == 1
     assert "2 problem(s) in AWS" in bad.stdout
@@ -103,7 +103,7 @@ def test_check_against_the_sandbox(
 
 
 def test_deploy_list_status_stop_from_the_terminal(
-    write_config: WriteConfig, moto_server: MotoSandbox, tasks_run: None
+    write_config: WriteConfig, moto_server: StrictSandbox
 ) -> None:
     config = str(write_config())
     env = {**moto_server.environ(), "USER": "alice"}
@@ -133,7 +133,7 @@ def test_deploy_list_status_stop_from_the_terminal(
 
 
 def test_failed_deploy_exits_1_with_the_reason(
-    write_config: WriteConfig, moto_server: MotoSandbox
+    write_config: WriteConfig, moto_server: StrictSandbox
 ) -> None:
     config = str(write_config())
     result = revieee(

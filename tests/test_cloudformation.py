@@ -21,14 +21,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from bot.app import build
 from bot.aws import AwsClients
 from bot.config import settings_from_mapping
 from bot.naming import ecs_service_name, env_name
-from bot.sandbox import REGION, push_image, sandbox_config, template_task_definition
+from bot.sandbox import (
+    REGION,
+    StrictSandbox,
+    push_image,
+    sandbox_config,
+    template_task_definition,
+)
+from bot.strict_aws.iam import RoleAuthorizer
+from tests.strict_aws.stack import Stack
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "cloudformation.yml"
 NOT_IN_MOTO = {"AWS::CertificateManager::Certificate", "AWS::ServiceDiscovery::PrivateDnsNamespace"}
@@ -53,16 +60,23 @@ def _network(ec2: Any) -> tuple[str, list[str], list[str]]:
 
 
 def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
-    aws: AwsClients, tmp_path: Path, tasks_run: None
+    aws: AwsClients,
+    admin: AwsClients,
+    moto_server: StrictSandbox,
+    authorizer: RoleAuthorizer,
+    tmp_path: Path,
 ) -> None:
-    cfn = boto3.client("cloudformation", region_name=REGION)
-    route53 = boto3.client("route53", region_name=REGION)
-    secrets = boto3.client("secretsmanager", region_name=REGION)
-    vpc, private, public = _network(aws.ec2)
+    """The operator creates the stack; revieee then runs as the stack's own RevieeeTaskRole:
+    its policy, resolved with the created stack's physical ids, decides every call."""
+    operator = moto_server.admin_session()
+    cfn = operator.client("cloudformation", region_name=REGION)
+    route53 = operator.client("route53", region_name=REGION)
+    secrets = operator.client("secretsmanager", region_name=REGION)
+    vpc, private, public = _network(admin.ec2)
     zone = route53.create_hosted_zone(Name="review.example.test", CallerReference="t")[
         "HostedZone"
     ]["Id"].split("/")[-1]
-    certificate = boto3.client("acm", region_name=REGION).request_certificate(
+    certificate = operator.client("acm", region_name=REGION).request_certificate(
         DomainName="*.review.example.test"
     )["CertificateArn"]
     secret = secrets.create_secret(
@@ -77,6 +91,8 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
         "RevieeeImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/revieee:test",
         "SecretsArn": secret,
         "CertificateArn": certificate,
+        "EcrRepositoryArns": f"arn:aws:ecr:{REGION}:123456789012:repository/shop-*",
+        "CodeBuildProjectArns": f"arn:aws:codebuild:{REGION}:123456789012:project/shop-images",
     }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -109,14 +125,14 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
     # the cluster exists and runs revieee and the proxy; its capacity providers (FARGATE and
     # FARGATE_SPOT in the template) are dropped by moto's CloudFormation, so only the template
     # text can be checked for them
-    (cluster,) = aws.ecs.describe_clusters(clusters=[outputs["Cluster"]])["clusters"]
+    (cluster,) = admin.ecs.describe_clusters(clusters=[outputs["Cluster"]])["clusters"]
     assert cluster["status"] == "ACTIVE"
     assert "CapacityProviders: [FARGATE, FARGATE_SPOT]" in TEMPLATE.read_text()
-    services = aws.ecs.list_services(cluster=outputs["Cluster"])["serviceArns"]
+    services = admin.ecs.list_services(cluster=outputs["Cluster"])["serviceArns"]
     assert any(a.endswith("revieee-revieee") for a in services)
     assert any(a.endswith("revieee-proxy") for a in services)
     # the least-privilege role: only the services revieee calls
-    iam = boto3.client("iam", region_name=REGION)
+    iam = operator.client("iam", region_name=REGION)
     role = next(r for r in iam.list_roles()["Roles"] if "RevieeeTaskRole" in r["RoleName"])
     (policy_name,) = iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
     document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName=policy_name)[
@@ -127,29 +143,68 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
         # CloudFormation, the Python repr of the document
         text = urllib.parse.unquote(document)
         document = json.loads(text) if text.lstrip().startswith('{"') else ast.literal_eval(text)
+    # moto's CloudFormation leaves None where !If chose AWS::NoValue (AWS drops the item)
+    statements = [s for s in document["Statement"] if s is not None]
     actions = {
         a.split(":")[0]
-        for s in document["Statement"]
+        for s in statements
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    assert actions == {"ecs", "iam", "servicediscovery", "ecr", "codebuild", "logs", "ec2"}
+    assert actions == {
+        "ecs",
+        "iam",
+        "servicediscovery",
+        "route53",
+        "ecr",
+        "codebuild",
+        "logs",
+        "ec2",
+    }
 
     # what moto's CloudFormation skipped: the namespace (created here, as the stack names it)
+    namespace = outputs.get("NamespaceId", "")
     if "AWS::ServiceDiscovery::PrivateDnsNamespace" in skipped:
-        aws.servicediscovery.create_private_dns_namespace(Name=outputs["Namespace"], Vpc=vpc)
+        admin.servicediscovery.create_private_dns_namespace(Name=outputs["Namespace"], Vpc=vpc)
+        namespace = next(
+            n["Id"]
+            for n in admin.servicediscovery.list_namespaces()["Namespaces"]
+            if n["Name"] == outputs["Namespace"]
+        )
     assert "AWS::CertificateManager::Certificate" not in created  # the one given was used
 
+    # from here on revieee runs as the stack's task role, its policy resolved with the ids
+    # this stack's resources got
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.list_stack_resources(StackName="revieee")["StackResourceSummaries"]
+    }
+    roles = {
+        logical: iam.get_role(RoleName=physical[logical])["Role"]["Arn"]
+        for logical in ("EnvironmentExecutionRole", "RevieeeTaskRole")
+    }
+    stack = Stack(
+        namespace,
+        {k: v for k, v in parameters.items()},
+        stack_name="revieee",
+        physical=physical,
+        arns={**roles, "Cluster": cluster["clusterArn"]},
+    )
+    authorizer.policies = stack.role_policies()
+    assert outputs["EnvironmentExecutionRoleArn"] == roles["EnvironmentExecutionRole"]
+
     # revieee, configured from the stack's outputs, deploys a demo branch into it
-    template_task_definition(aws.ecs, "shop-web", "web", 8080)
-    template_task_definition(aws.ecs, "shop-api", "api", 9000)
+    for family, container, port in (("shop-web", "web", 8080), ("shop-api", "api", 9000)):
+        template_task_definition(
+            admin.ecs, family, container, port, roles["EnvironmentExecutionRole"]
+        )
     for repo, tag in (("shop-web", "demo-c0ffee1"), ("shop-api", "main-c0ffee1")):
-        aws.ecr.create_repository(repositoryName=repo)
-        push_image(aws.ecr, repo, tag)
+        admin.ecr.create_repository(repositoryName=repo)
+        push_image(admin.ecr, repo, tag)
     seeded_like = type("S", (), {"subnets": private, "security_groups": []})
     config = sandbox_config(seeded_like, str(tmp_path / "revieee.db"))  # type: ignore[arg-type]
     config.update(
         cluster=outputs["Cluster"],
-        namespace=outputs["Namespace"],
+        namespace=namespace,
         domain="review.example.test",
         security_groups=[outputs["EnvironmentSecurityGroup"]],
         deploy_timeout=10,
@@ -172,7 +227,7 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
         row = runtime.store.get_env(env)
         assert row and row["status"] == "running", row
         assert req.url == f"https://{env}.review.example.test"
-        (svc,) = aws.ecs.describe_services(
+        (svc,) = admin.ecs.describe_services(
             cluster=outputs["Cluster"], services=[ecs_service_name(env, "web")]
         )["services"]
         assert svc["status"] == "ACTIVE"
@@ -184,8 +239,10 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
 
 
 @pytest.mark.parametrize("missing", ["Domain", "SecretsArn"])
-def test_the_stack_refuses_missing_parameters(aws: AwsClients, missing: str) -> None:
-    cfn = boto3.client("cloudformation", region_name=REGION)
+def test_the_stack_refuses_missing_parameters(
+    aws: AwsClients, moto_server: StrictSandbox, missing: str
+) -> None:
+    cfn = moto_server.admin_session().client("cloudformation", region_name=REGION)
     lint_like = TEMPLATE.read_text()
     assert f"  {missing}:\n" in lint_like  # the parameter exists and has no default
     section = lint_like.split(f"  {missing}:\n", 1)[1].split("\n  ", 1)[0]

@@ -10,7 +10,7 @@ import pytest
 from bot.app import Runtime, build
 from bot.aws import AwsClients, build_clients
 from bot.naming import env_name, task_family
-from bot.sandbox import MotoSandbox, Seeded, sandbox_settings
+from bot.sandbox import Seeded, StrictSandbox, sandbox_settings
 from tests.fault_proxy import Fault, FaultProxy
 
 ECS = "AmazonEC2ContainerServiceV20141113"
@@ -19,7 +19,7 @@ ENV = env_name("shop", "feature/checkout")
 
 
 @pytest.fixture
-def proxy(moto_server: MotoSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+def proxy(moto_server: StrictSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
     with FaultProxy(moto_server.endpoint) as fp:
         monkeypatch.setenv("AWS_ENDPOINT_URL", fp.url)
         yield fp
@@ -29,8 +29,7 @@ def proxy(moto_server: MotoSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def faulty_runtime(
     proxy: FaultProxy,
     seeded: Seeded,
-    tmp_path,
-    tasks_run: None,  # type: ignore[no-untyped-def]
+    tmp_path,  # type: ignore[no-untyped-def]
 ) -> Iterator[Runtime]:
     settings = sandbox_settings(seeded, str(tmp_path / "db.sqlite"), aws_retry_mode="standard")
     rt = build(settings, clients=build_clients("standard", 5))  # through the proxy
@@ -46,7 +45,7 @@ def _deploy(rt: Runtime) -> str | None:
 
 
 def test_throttling_is_retried_with_backoff(
-    faulty_runtime: Runtime, proxy: FaultProxy, aws: AwsClients
+    faulty_runtime: Runtime, proxy: FaultProxy, aws: AwsClients, admin: AwsClients
 ) -> None:
     proxy.faults.append(
         Fault("CreateService", 400, "ThrottlingException", "Rate exceeded", 2, target_prefix=ECS)
@@ -58,7 +57,7 @@ def test_throttling_is_retried_with_backoff(
     assert proxy.served["CreateService"] == 2
     assert proxy.served["RegisterTaskDefinition"] == 1
     # retried until it went through, and only once each in the end: no duplicate services
-    arns = aws.ecs.list_services(cluster=faulty_runtime.settings.cluster)["serviceArns"]
+    arns = admin.ecs.list_services(cluster=faulty_runtime.settings.cluster)["serviceArns"]
     assert len(arns) == 2
 
 

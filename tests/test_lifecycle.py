@@ -261,7 +261,7 @@ def test_an_expired_environment_is_stopped_only_after_a_reminder_and_the_grace(
     make_rig: MakeRig,
     fake: FakeSlack,
     aws: AwsClients,
-    tasks_run: None,
+    admin: AwsClients,
     travel: Callable[[datetime], None],
 ) -> None:
     travel(MONDAY_10 - 5 * DAY)  # deployed on the Wednesday before
@@ -290,7 +290,7 @@ def test_an_expired_environment_is_stopped_only_after_a_reminder_and_the_grace(
     assert ":alarm_clock: revieee stops it: expired: no activity since" in thread
     final = json.dumps(fake.of("chat.update")[-1].args["blocks"])
     assert "Stopped by revieee" in final and "expired" in final
-    described = aws.ecs.describe_services(
+    described = admin.ecs.describe_services(
         cluster="revieee-sandbox", services=[ecs_service_name(env, "web")]
     )["services"]
     assert all(s["status"] == "INACTIVE" for s in described)
@@ -325,7 +325,7 @@ def test_keep_from_the_reminder_resets_the_expiry(
 
 
 def test_keep_for_a_week_or_forever_and_pins_need_an_admin(
-    make_rig: MakeRig, fake: FakeSlack, travel: Callable[[datetime], None]
+    make_rig: MakeRig, fake: FakeSlack, travel: Callable[[datetime], None], admin: AwsClients
 ) -> None:
     travel(MONDAY_10)
     rig = make_rig(admins=["U0ADMIN"], **LIFECYCLE)
@@ -408,7 +408,7 @@ def test_sleep_hours_scale_to_zero_and_wake_brings_it_back(
     make_rig: MakeRig,
     fake: FakeSlack,
     aws: AwsClients,
-    tasks_run: None,
+    admin: AwsClients,
     travel: Callable[[datetime], None],
 ) -> None:
     travel(MONDAY_10)
@@ -423,7 +423,7 @@ def test_sleep_hours_scale_to_zero_and_wake_brings_it_back(
     assert rig.serving.lifecycle.sleep() == [env]
     assert rig.wait_status(env, "sleeping")["status"] == "sleeping"
     web = ecs_service_name(env, "web")
-    (svc,) = aws.ecs.describe_services(cluster="revieee-sandbox", services=[web])["services"]
+    (svc,) = admin.ecs.describe_services(cluster="revieee-sandbox", services=[web])["services"]
     assert svc["desiredCount"] == 0
     final = fake.of("chat.update")[-1].args
     assert "Sleeping" in final["text"] and ACTION_WAKE in json.dumps(final["blocks"])
@@ -432,7 +432,7 @@ def test_sleep_hours_scale_to_zero_and_wake_brings_it_back(
     # woken by hand in the evening (a command), then asleep again; woken by the morning job
     assert "queued wake" in rig.command(f"wake {env}").json()["text"]
     assert rig.wait_status(env, "running")["status"] == "running"
-    (svc,) = aws.ecs.describe_services(cluster="revieee-sandbox", services=[web])["services"]
+    (svc,) = admin.ecs.describe_services(cluster="revieee-sandbox", services=[web])["services"]
     assert svc["desiredCount"] == 1
     rig.serving.lifecycle.sleep()
     rig.wait_status(env, "sleeping")
@@ -451,7 +451,7 @@ def test_sleep_hours_scale_to_zero_and_wake_brings_it_back(
 
 
 def test_the_cost_comes_from_the_task_size_and_the_hours_it_ran(
-    make_rig: MakeRig, fake: FakeSlack, tasks_run: None, travel: Callable[[datetime], None]
+    make_rig: MakeRig, fake: FakeSlack, travel: Callable[[datetime], None]
 ) -> None:
     travel(MONDAY_10)
     rig = make_rig(**LIFECYCLE)
@@ -486,7 +486,7 @@ def test_prices_follow_the_region_and_the_configuration(make_rig: MakeRig) -> No
 
 
 def test_the_weekly_summary_totals_costs_and_savings_once_a_week(
-    make_rig: MakeRig, fake: FakeSlack, travel: Callable[[datetime], None]
+    make_rig: MakeRig, fake: FakeSlack, travel: Callable[[datetime], None], admin: AwsClients
 ) -> None:
     travel(MONDAY_10)
     rig = make_rig(admin_channel="#revieee-admin", **LIFECYCLE)

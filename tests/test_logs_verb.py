@@ -22,13 +22,14 @@ from bot.engine import EngineError
 from bot.naming import env_name
 from bot.review import RequestError
 from bot.sandbox import (
-    MotoSandbox,
     Seeded,
+    StrictSandbox,
     fake_sha,
     push_image,
     sandbox_config,
     sandbox_settings,
 )
+from bot.strict_aws import StrictAws
 from tests.conftest import MakeRig, WriteConfig
 from tests.fake_github_rest import FakeGitHub
 from tests.fake_slack import FakeSlack
@@ -40,14 +41,14 @@ from tests.test_github_webhooks import HEAD_SHA, REPO
 
 BRANCH = "feature/checkout"
 ENV = env_name("shop", BRANCH)
-GROUP = "/ecs/shop"
+GROUP = "/revieee/revieee-sandbox/environments"  # the stack's EnvironmentLogGroup
 TASK_A = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 TASK_B = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 TASK_C = "c0ffee00c0ffee00c0ffee00c0ffee00"
 
 
 def template(
-    aws: AwsClients,
+    admin: AwsClients,
     family: str,
     container: str,
     port: int,
@@ -63,7 +64,7 @@ def template(
     }
     if log_configuration:
         definition["logConfiguration"] = log_configuration
-    aws.ecs.register_task_definition(
+    admin.ecs.register_task_definition(
         family=family,
         networkMode="awsvpc",
         requiresCompatibilities=["FARGATE"],
@@ -79,11 +80,11 @@ def awslogs(prefix: str = "shop", group: str = GROUP) -> dict[str, Any]:
 
 
 @pytest.fixture
-def logged(aws: AwsClients, seeded: Seeded) -> None:
+def logged(admin: AwsClients, seeded: Seeded) -> None:
     """The web template logs to CloudWatch (awslogs, prefix ``shop``); api keeps the sandbox's
     template, which has no log configuration."""
-    template(aws, "shop-web", "web", 8080, awslogs())
-    aws.logs.create_log_group(logGroupName=GROUP)
+    template(admin, "shop-web", "web", 8080, awslogs())
+    admin.logs.create_log_group(logGroupName=GROUP)
 
 
 def deploy(rt: Runtime, branch: str = BRANCH) -> dict[str, Any]:
@@ -99,11 +100,16 @@ def ms_ago(seconds: float) -> int:
     return int((datetime.now(UTC).timestamp() - seconds) * 1000)
 
 
-def write(aws: AwsClients, stream: str, events: list[tuple[int, str]], group: str = GROUP) -> None:
+def write(
+    admin: AwsClients,
+    stream: str,
+    events: list[tuple[int, str]],
+    group: str = GROUP,
+) -> None:
     """What the awslogs driver does for one task: its stream, its events (oldest first)."""
-    with contextlib.suppress(aws.logs.exceptions.ResourceAlreadyExistsException):
-        aws.logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    aws.logs.put_log_events(
+    with contextlib.suppress(admin.logs.exceptions.ResourceAlreadyExistsException):
+        admin.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    admin.logs.put_log_events(
         logGroupName=group,
         logStreamName=stream,
         logEvents=[{"timestamp": t, "message": m} for t, m in sorted(events)],
@@ -118,20 +124,22 @@ def clock(ms: int) -> str:
 
 
 def test_lines_of_two_tasks_interleaved_by_time_and_only_this_environment(
-    runtime: Runtime, aws: AwsClients, logged: None, tasks_run: None
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     row = deploy(runtime)
     other = deploy(runtime, "main")["name"]
     # revieee put the environment in the stream prefix of the task definition it registered
     (web,) = [s for s in json.loads(row["services"]) if s["service"] == "web"]
-    registered = aws.ecs.describe_task_definition(taskDefinition=web["task_definition"])
+    registered = admin.ecs.describe_task_definition(taskDefinition=web["task_definition"])
     options = registered["taskDefinition"]["containerDefinitions"][0]["logConfiguration"]["options"]
     assert options["awslogs-stream-prefix"] == f"shop/{ENV}"
 
     times = [ms_ago(s) for s in (300, 200, 100, 50)]
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(times[0], "a: starting"), (times[2], "a: crashed\n")])
-    write(aws, f"shop/{ENV}/web/{TASK_B}", [(times[1], "b: starting"), (times[3], "b: serving")])
-    write(aws, f"shop/{other}/web/{TASK_C}", [(times[1], "another environment")])
+    write(
+        admin, f"shop/{ENV}/web/{TASK_A}", [(times[0], "a: starting"), (times[2], "a: crashed\n")]
+    )
+    write(admin, f"shop/{ENV}/web/{TASK_B}", [(times[1], "b: starting"), (times[3], "b: serving")])
+    write(admin, f"shop/{other}/web/{TASK_C}", [(times[1], "another environment")])
 
     counter = CallCounter(aws)
     result = runtime.apps.container_logs(BRANCH)  # a branch works as well as the name
@@ -144,7 +152,9 @@ def test_lines_of_two_tasks_interleaved_by_time_and_only_this_environment(
     assert result.found == 4 and not result.truncated
     assert result.services == ["web", "api"]
     assert result.notes == ["container api of api has no logConfiguration, not CloudWatch"]
-    assert result.links[GROUP].endswith("#logsV2:log-groups/log-group/$252Fecs$252Fshop")
+    assert result.links[GROUP].endswith(
+        "#logsV2:log-groups/log-group/$252Frevieee$252Frevieee-sandbox$252Fenvironments"
+    )
     # the query names the environment's streams (moto ignores the prefix; AWS applies it)
     (sent,) = counter.params_of("logs:FilterLogEvents")
     assert sent["logStreamNamePrefix"] == f"shop/{ENV}/web/"
@@ -152,11 +162,11 @@ def test_lines_of_two_tasks_interleaved_by_time_and_only_this_environment(
 
 
 def test_lines_keeps_the_newest_and_since_leaves_out_older_events(
-    runtime: Runtime, aws: AwsClients, logged: None, tasks_run: None
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     deploy(runtime)
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(7200), "two hours ago")])
-    write(aws, f"shop/{ENV}/web/{TASK_B}", [(ms_ago(60 - i), f"line {i}") for i in range(10)])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(7200), "two hours ago")])
+    write(admin, f"shop/{ENV}/web/{TASK_B}", [(ms_ago(60 - i), f"line {i}") for i in range(10)])
 
     newest = runtime.apps.container_logs(ENV, lines=3)
     assert [line.split(" ", 2)[2] for line in newest.lines] == ["line 7", "line 8", "line 9"]
@@ -169,12 +179,12 @@ def test_lines_keeps_the_newest_and_since_leaves_out_older_events(
 
 
 def test_service_selects_one_and_an_unknown_service_lists_them(
-    runtime: Runtime, aws: AwsClients, logged: None, tasks_run: None
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
-    template(aws, "shop-api", "api", 9000, awslogs(prefix="api"))
+    template(admin, "shop-api", "api", 9000, awslogs(prefix="api"))
     deploy(runtime)
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(30), "from web")])
-    write(aws, f"api/{ENV}/api/{TASK_B}", [(ms_ago(20), "from api")])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(30), "from web")])
+    write(admin, f"api/{ENV}/api/{TASK_B}", [(ms_ago(20), "from api")])
 
     both = runtime.apps.container_logs(ENV)
     assert [line.split(" ", 1)[1] for line in both.lines] == [
@@ -193,44 +203,63 @@ def test_service_selects_one_and_an_unknown_service_lists_them(
 
 
 def test_a_container_logging_elsewhere_is_said_not_failed(
-    runtime: Runtime, aws: AwsClients, logged: None, tasks_run: None
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     splunk = {"logDriver": "splunk", "options": {"splunk-url": "https://splunk.example.test"}}
-    template(aws, "shop-api", "api", 9000, splunk)
+    template(admin, "shop-api", "api", 9000, splunk)
     deploy(runtime)
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(30), "ok")])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(30), "ok")])
     result = runtime.apps.container_logs(ENV)
     assert result.notes == ["container api of api logs with splunk, not CloudWatch"]
     assert len(result.lines) == 1
 
 
 def test_a_missing_log_group_is_a_clear_note(
-    runtime: Runtime, aws: AwsClients, seeded: Seeded, tasks_run: None
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, seeded: Seeded
 ) -> None:
-    template(aws, "shop-web", "web", 8080, awslogs(group="/ecs/never-created"))
+    template(admin, "shop-web", "web", 8080, awslogs())  # the group was never created
     deploy(runtime)
     result = runtime.apps.container_logs(ENV, service="web")
     assert result.lines == [] and result.links == {}
     assert result.notes == [
-        "log group /ecs/never-created of web does not exist: no task has logged to it yet "
-        "(create it, or set awslogs-create-group = true in the template)"
+        f"log group {GROUP} of web does not exist: no task has logged to it yet "
+        f"(create it: aws logs create-log-group --log-group-name {GROUP})"
     ]
 
 
-def test_an_environment_with_nothing_deployed_says_so(runtime: Runtime, tasks_run: None) -> None:
+@pytest.mark.denials  # the template logs where the stack's role may not read
+def test_a_log_group_outside_the_roles_reach_is_a_clear_note(
+    runtime: Runtime, admin: AwsClients, seeded: Seeded, strict: StrictAws
+) -> None:
+    template(admin, "shop-web", "web", 8080, awslogs(group="/ecs/elsewhere"))
+    admin.logs.create_log_group(logGroupName="/ecs/elsewhere")
+    deploy(runtime)
+    result = runtime.apps.container_logs(ENV, service="web")
+    assert result.lines == []
+    assert result.notes == [
+        "revieee may not read log group /ecs/elsewhere of web: its role reads the stack's "
+        "EnvironmentLogGroup and CodeBuild's groups (log to the former, or add the group to "
+        "the role's Logs statement)"
+    ]
+    assert [d.action for d in strict.denials] == ["logs:FilterLogEvents"]
+
+
+def test_an_environment_with_nothing_deployed_says_so(runtime: Runtime) -> None:
     runtime.apps.request_deploy("ghost", "shop")  # queued, never run: no services yet
     with pytest.raises(RequestError, match=r"it has no deployed services .*deploy it first"):
         runtime.apps.container_logs(env_name("shop", "ghost"))
 
 
 def test_scanning_is_bounded_and_a_busy_window_narrows_to_its_newest_part(
-    runtime: Runtime, aws: AwsClients, logged: None, tasks_run: None
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     row = deploy(runtime)
     app = runtime.settings.apps["shop"]
     # 200 events over the last ten minutes: more than 50 in 15m, fewer in its newest eighth
     write(
-        aws, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(600 - 3 * i), f"spread {i}") for i in range(200)]
+        admin,
+        f"shop/{ENV}/web/{TASK_A}",
+        [(ms_ago(600 - 3 * i), f"spread {i}") for i in range(200)],
     )
     spread = container_logs.fetch(aws, app, row, service="web", lines=5, max_scanned=50)
     assert not spread.truncated
@@ -238,7 +267,7 @@ def test_scanning_is_bounded_and_a_busy_window_narrows_to_its_newest_part(
     assert spread.notes[0].startswith("web: more than 50 events since ")
 
     # 200 events in the last few seconds: even the narrowest window has too many
-    write(aws, f"shop/{ENV}/web/{TASK_B}", [(ms_ago(5) + i, f"burst {i}") for i in range(200)])
+    write(admin, f"shop/{ENV}/web/{TASK_B}", [(ms_ago(5) + i, f"burst {i}") for i in range(200)])
     burst = container_logs.fetch(aws, app, row, service="web", lines=5, max_scanned=50)
     assert burst.truncated
     assert any("stopped after 50 events" in n and "use a shorter --since" in n for n in burst.notes)
@@ -246,7 +275,7 @@ def test_scanning_is_bounded_and_a_busy_window_narrows_to_its_newest_part(
 
 
 @pytest.fixture
-def proxy(moto_server: MotoSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+def proxy(moto_server: StrictSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
     with FaultProxy(moto_server.endpoint) as fp:
         yield fp
 
@@ -255,7 +284,6 @@ def test_an_aws_error_is_one_clear_line(
     runtime: Runtime,
     aws: AwsClients,
     logged: None,
-    tasks_run: None,
     proxy: FaultProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -263,12 +291,12 @@ def test_an_aws_error_is_one_clear_line(
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     through_proxy = build_clients("standard", 2)
     proxy.faults.append(
-        Fault("FilterLogEvents", 400, "AccessDeniedException", "not authorized: logs", -1)
+        Fault("FilterLogEvents", 400, "InvalidParameterException", "bad window: logs", -1)
     )
     with pytest.raises(EngineError) as info:
         container_logs.fetch(through_proxy, runtime.settings.apps["shop"], row)
     assert str(info.value) == (
-        f"reading the logs of web in {GROUP}: AccessDeniedException: not authorized: logs"
+        f"reading the logs of web in {GROUP}: InvalidParameterException: bad window: logs"
     )
 
 
@@ -286,12 +314,12 @@ def log_posts(fake: FakeSlack) -> list[dict[str, Any]]:
 
 
 def test_slack_posts_the_lines_in_the_deploy_message_thread(
-    make_rig: MakeRig, aws: AwsClients, logged: None, tasks_run: None
+    make_rig: MakeRig, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     rig = make_rig()
     ref = deployed(rig)
     t = ms_ago(60)
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(t, "GET /health 200"), (t + 1, "ping <!channel>")])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(t, "GET /health 200"), (t + 1, "ping <!channel>")])
 
     ack = rig.command(f"logs {BRANCH} --lines 5 --since 30m").json()
     assert ack["response_type"] == "ephemeral"
@@ -311,18 +339,18 @@ def test_slack_posts_the_lines_in_the_deploy_message_thread(
         f"{clock(t + 1)} web/a1b2c3d ping &lt;!channel&gt;",  # a log line never pings anyone
     ]
     assert "_container api of api has no logConfiguration, not CloudWatch_" in text
-    assert "|log group /ecs/shop in the AWS console>" in text
+    assert f"|log group {GROUP} in the AWS console>" in text
     assert rig.fake.uploads == []
 
 
 def test_slack_uploads_a_long_output_as_a_file_into_the_thread(
-    make_rig: MakeRig, aws: AwsClients, logged: None, tasks_run: None
+    make_rig: MakeRig, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     rig = make_rig()
     ref = deployed(rig)
     start = ms_ago(300)
     lines = [(start + i, f"request {i:04d} " + "x" * 80) for i in range(400)]
-    write(aws, f"shop/{ENV}/web/{TASK_B}", lines)
+    write(admin, f"shop/{ENV}/web/{TASK_B}", lines)
 
     rig.command(f"logs {ENV} --lines 1000")
     rig.drain()
@@ -341,15 +369,15 @@ def test_slack_posts_in_the_channel_when_there_is_no_deploy_message(
     make_rig: MakeRig,
     seeded: Seeded,
     aws: AwsClients,
+    admin: AwsClients,
     logged: None,
-    tasks_run: None,
     tmp_path: Path,
 ) -> None:
     # deployed from the terminal before Slack was set up: no deploy message to thread under
     terminal = build(sandbox_settings(seeded, str(tmp_path / "revieee.db")), clients=aws)
     deploy(terminal)
     terminal.close()
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(10), "hello")])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(10), "hello")])
     rig = make_rig()
     ack = rig.command(f"logs {ENV}", channel="C0ELSEWHERE").json()
     assert ack["text"].endswith("they will be posted in this channel")
@@ -360,7 +388,7 @@ def test_slack_posts_in_the_channel_when_there_is_no_deploy_message(
 
 
 def test_slack_says_when_there_is_nothing_and_checks_the_service_before_answering(
-    make_rig: MakeRig, logged: None, tasks_run: None
+    make_rig: MakeRig, logged: None
 ) -> None:
     rig = make_rig()
     ref = deployed(rig)
@@ -377,7 +405,7 @@ def test_slack_says_when_there_is_nothing_and_checks_the_service_before_answerin
 
 
 def test_slack_refuses_someone_who_may_not_deploy(
-    make_rig: MakeRig, aws: AwsClients, logged: None, tasks_run: None
+    make_rig: MakeRig, aws: AwsClients, logged: None
 ) -> None:
     rig = make_rig(app={"deployers": ["U0ALICE"]})
     deployed(rig, user="U0ALICE")
@@ -395,11 +423,11 @@ def test_slack_refuses_someone_who_may_not_deploy(
 
 
 def test_slack_not_in_channel_is_told_through_the_response_url(
-    make_rig: MakeRig, aws: AwsClients, logged: None, tasks_run: None
+    make_rig: MakeRig, aws: AwsClients, admin: AwsClients, logged: None
 ) -> None:
     rig = make_rig()
     ref = deployed(rig)
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(10), "hello")])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(10), "hello")])
     rig.fake.fail("chat.postMessage", "not_in_channel", times=5)
     rig.command(f"logs {ENV}")
     rig.fake.wait_for(lambda: len(rig.fake.responses) >= 1)
@@ -433,11 +461,16 @@ def gh() -> Iterator[FakeGitHub]:
 
 @pytest.fixture
 def gh_rig(
-    seeded: Seeded, aws: AwsClients, tmp_path: Path, gh: FakeGitHub, logged: None, tasks_run: None
+    seeded: Seeded,
+    aws: AwsClients,
+    admin: AwsClients,
+    tmp_path: Path,
+    gh: FakeGitHub,
+    logged: None,
 ) -> Iterator[SlackRig]:
     config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
     config["apps"]["shop"]["services"]["web"]["repository"] = REPO
-    push_image(aws.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
+    push_image(admin.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
     environ = {"GITHUB_TOKEN": "ghp_test", "REVIEEE_GITHUB_API_URL": gh.url}
     slack = FakeSlack()
     runtime = build(settings_from_mapping(config, environ={}), clients=aws, environ=environ)
@@ -452,12 +485,12 @@ def log_replies(gh: FakeGitHub) -> list[str]:
 
 
 def test_a_pr_comment_answers_with_this_prs_logs(
-    gh_rig: SlackRig, gh: FakeGitHub, aws: AwsClients
+    gh_rig: SlackRig, gh: FakeGitHub, aws: AwsClients, admin: AwsClients
 ) -> None:
     gh_rig.github("issue_comment", comment("/revieee deploy"))
     gh_rig.settle()
     t = ms_ago(120)
-    write(aws, f"shop/{PR_ENV}/web/{TASK_A}", [(t + i, f"event {i} ```x```") for i in range(5)])
+    write(admin, f"shop/{PR_ENV}/web/{TASK_A}", [(t + i, f"event {i} ```x```") for i in range(5)])
 
     gh_rig.github("issue_comment", comment("/revieee logs --lines 3"))
     gh_rig.settle()
@@ -476,13 +509,13 @@ def test_a_pr_comment_answers_with_this_prs_logs(
 
 
 def test_a_long_pr_comment_keeps_the_newest_lines_that_fit(
-    gh_rig: SlackRig, gh: FakeGitHub, aws: AwsClients
+    gh_rig: SlackRig, gh: FakeGitHub, aws: AwsClients, admin: AwsClients
 ) -> None:
     gh_rig.github("issue_comment", comment("/revieee deploy"))
     gh_rig.settle()
     t = ms_ago(200)
     lines = [(t + i, f"row {i:04d} " + "y" * 100) for i in range(1000)]
-    write(aws, f"shop/{PR_ENV}/web/{TASK_B}", lines)
+    write(admin, f"shop/{PR_ENV}/web/{TASK_B}", lines)
     gh_rig.github("issue_comment", comment("/revieee logs --lines 1000"))
     gh_rig.settle()
     (body,) = log_replies(gh)
@@ -498,16 +531,16 @@ def test_a_long_pr_comment_keeps_the_newest_lines_that_fit(
 
 def test_logs_from_the_terminal(
     write_config: WriteConfig,
-    moto_server: MotoSandbox,
+    moto_server: StrictSandbox,
     aws: AwsClients,
+    admin: AwsClients,
     logged: None,
-    tasks_run: None,
 ) -> None:
     config = str(write_config())
     env = {**moto_server.environ(), "USER": "alice"}
     assert revieee("--config", config, "deploy", BRANCH, env=env).returncode == 0
     t = ms_ago(90)
-    write(aws, f"shop/{ENV}/web/{TASK_A}", [(t, "one"), (t + 1, "two"), (t + 2, "three")])
+    write(admin, f"shop/{ENV}/web/{TASK_A}", [(t, "one"), (t + 1, "two"), (t + 2, "three")])
 
     shown = revieee("--config", config, "logs", BRANCH, "--lines", "2", env=env)
     assert shown.returncode == 0, shown.stderr

@@ -29,7 +29,7 @@ def scrape(text: str) -> dict[str, float]:
 
 
 def test_metrics_count_operations_durations_queue_environments_and_errors(
-    make_rig: MakeRig, fake: FakeSlack, tasks_run: None
+    make_rig: MakeRig, fake: FakeSlack
 ) -> None:
     rig = make_rig()
     rig.command("deploy feature/checkout")

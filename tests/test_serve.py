@@ -96,7 +96,7 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_serve_answers_slack_and_stops_cleanly_on_sigterm(
-    write_config: WriteConfig, tasks_run: None, tmp_path: Path
+    write_config: WriteConfig, tmp_path: Path
 ) -> None:
     fake = FakeSlack()
     port = free_port()
@@ -184,7 +184,7 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(
 
 
 def test_socket_mode_answers_commands_and_events_over_the_websocket(
-    write_config: WriteConfig, tasks_run: None
+    write_config: WriteConfig,
 ) -> None:
     """``revieee serve --socket-mode`` against a Socket Mode endpoint speaking the real protocol:
     no public URL, no signing secret; the same listeners, acks carried back in the envelope."""

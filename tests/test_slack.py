@@ -137,7 +137,7 @@ def test_unknown_verbs_and_bad_arguments_get_an_ephemeral_usage_message(rig: Sla
 
 
 def test_deploy_posts_one_message_edited_through_the_phases_with_steps_in_its_thread(
-    rig: SlackRig, tasks_run: None
+    rig: SlackRig,
 ) -> None:
     resp = rig.command(f"deploy {BRANCH}")
     assert resp.status == 200
@@ -181,9 +181,7 @@ def test_deploy_posts_one_message_edited_through_the_phases_with_steps_in_its_th
     assert dep["source"] == "slack" and dep["requested_by"] == "U0ALICE"
 
 
-def test_app_channel_wins_over_where_the_command_was_typed(
-    make_rig: MakeRig, tasks_run: None
-) -> None:
+def test_app_channel_wins_over_where_the_command_was_typed(make_rig: MakeRig) -> None:
     rig = make_rig(app={"channel": "C0SHOPREVIEWS"})
     rig.command(f"deploy {BRANCH}", channel="C0ELSEWHERE")
     rig.wait_status(ENV, "running")
@@ -215,9 +213,7 @@ def test_a_missing_image_fails_with_the_repository_and_tag(rig: SlackRig) -> Non
     assert "*Why:*" in shown and "shop-web" in shown
 
 
-def test_a_redeploy_edits_the_same_message_and_notes_it_in_the_thread(
-    rig: SlackRig, tasks_run: None
-) -> None:
+def test_a_redeploy_edits_the_same_message_and_notes_it_in_the_thread(rig: SlackRig) -> None:
     ref = deployed(rig)
     resp = rig.command(f"deploy {BRANCH}", user="U0BOB")
     assert resp.status == 200
@@ -257,7 +253,7 @@ def test_list_fits_slack_limits_with_many_environments(rig: SlackRig) -> None:
     assert "more: narrow" not in texts(mine["blocks"])
 
 
-def test_status_answers_from_the_store(rig: SlackRig, tasks_run: None) -> None:
+def test_status_answers_from_the_store(rig: SlackRig) -> None:
     deployed(rig)
     answer = rig.command(f"status {ENV}").json()
     assert answer["response_type"] == "ephemeral"
@@ -268,9 +264,7 @@ def test_status_answers_from_the_store(rig: SlackRig, tasks_run: None) -> None:
 # -- react to stop ------------------------------------------------------------------------------
 
 
-def test_the_stop_reaction_on_the_message_stops_the_environment(
-    rig: SlackRig, tasks_run: None
-) -> None:
+def test_the_stop_reaction_on_the_message_stops_the_environment(rig: SlackRig) -> None:
     ref = deployed(rig)
     assert rig.reaction(ref["ts"], "thumbsup").status == 200  # another emoji: nothing
     assert rig.reaction("999.000001").status == 200  # another message: nothing
@@ -290,7 +284,7 @@ def test_the_stop_reaction_on_the_message_stops_the_environment(
     assert [s["status"] for s in described] == ["INACTIVE", "INACTIVE"]
 
 
-def test_configured_stop_reactions(make_rig: MakeRig, tasks_run: None) -> None:
+def test_configured_stop_reactions(make_rig: MakeRig) -> None:
     rig = make_rig(stop_reactions=["x", "no_entry"])
     ref = deployed(rig)
     rig.reaction(ref["ts"], "octagonal_sign")  # no longer a stop reaction
@@ -302,7 +296,7 @@ def test_configured_stop_reactions(make_rig: MakeRig, tasks_run: None) -> None:
     assert "React with :x: to stop it" in texts(first.args["blocks"])
 
 
-def test_duplicate_and_retried_events_are_processed_once(rig: SlackRig, tasks_run: None) -> None:
+def test_duplicate_and_retried_events_are_processed_once(rig: SlackRig) -> None:
     ref = deployed(rig)
     first = rig.reaction(ref["ts"], event_id="Ev0DUPLICATE")
     again = rig.reaction(ref["ts"], event_id="Ev0DUPLICATE")
@@ -322,7 +316,7 @@ def test_duplicate_and_retried_events_are_processed_once(rig: SlackRig, tasks_ru
 # -- buttons ------------------------------------------------------------------------------------
 
 
-def test_buttons_redeploy_keep_and_stop(rig: SlackRig, tasks_run: None) -> None:
+def test_buttons_redeploy_keep_and_stop(rig: SlackRig) -> None:
     ref = deployed(rig)
     assert rig.action("revieee_open", ENV, message_ts=ref["ts"]).status == 200
 
@@ -358,9 +352,7 @@ def test_a_button_for_an_unknown_environment_says_so(rig: SlackRig) -> None:
 # -- App Home -----------------------------------------------------------------------------------
 
 
-def test_app_home_shows_mine_and_all_running_and_its_buttons_work(
-    rig: SlackRig, tasks_run: None
-) -> None:
+def test_app_home_shows_mine_and_all_running_and_its_buttons_work(rig: SlackRig) -> None:
     deployed(rig, user="U0ALICE")
     rig.command("deploy main", user="U0BOB")
     rig.wait_status(env_name("shop", "main"), "running")
@@ -402,7 +394,7 @@ def test_only_configured_deployers_may_deploy(make_rig: MakeRig) -> None:
     assert rig.fake.of("usergroups.users.list")[0].args["usergroup"] == "S0QA"
 
 
-def test_only_the_owner_an_admin_or_a_stopper_may_stop(make_rig: MakeRig, tasks_run: None) -> None:
+def test_only_the_owner_an_admin_or_a_stopper_may_stop(make_rig: MakeRig) -> None:
     rig = make_rig(admins=["U0ADMIN"], app={"stoppers": ["U0OPS"]})
     ref = deployed(rig, user="U0ALICE")
 
@@ -434,7 +426,7 @@ def test_only_the_owner_an_admin_or_a_stopper_may_stop(make_rig: MakeRig, tasks_
     rig.wait_status(ENV, "stopped")
 
 
-def test_anyone_can_stop_when_configured(make_rig: MakeRig, tasks_run: None) -> None:
+def test_anyone_can_stop_when_configured(make_rig: MakeRig) -> None:
     rig = make_rig(app={"anyone_can_stop": True})
     ref = deployed(rig, user="U0ALICE")
     rig.reaction(ref["ts"], user="U0BOB")
@@ -445,16 +437,14 @@ def test_anyone_can_stop_when_configured(make_rig: MakeRig, tasks_run: None) -> 
 # -- Slack errors --------------------------------------------------------------------------------
 
 
-def test_rate_limits_are_retried(rig: SlackRig, tasks_run: None) -> None:
+def test_rate_limits_are_retried(rig: SlackRig) -> None:
     rig.fake.rate_limit("chat.postMessage", retry_after=1)
     deployed(rig)
     assert rig.fake.served_429 == 1
     assert len(top_level_posts(rig.fake)) == 1  # posted once, after the retry
 
 
-def test_not_in_channel_is_reported_and_the_deploy_still_runs(
-    rig: SlackRig, tasks_run: None
-) -> None:
+def test_not_in_channel_is_reported_and_the_deploy_still_runs(rig: SlackRig) -> None:
     rig.fake.fail("chat.postMessage", "not_in_channel", times=100)
     resp = rig.command(f"deploy {BRANCH}")
     assert resp.status == 200
@@ -470,7 +460,7 @@ def test_not_in_channel_is_reported_and_the_deploy_still_runs(
     assert errors and "not_in_channel" in errors[0]["detail"]
 
 
-def test_a_slack_outage_loses_no_operation(rig: SlackRig, fake: FakeSlack, tasks_run: None) -> None:
+def test_a_slack_outage_loses_no_operation(rig: SlackRig, fake: FakeSlack) -> None:
     fake.close()  # the Web API is gone: every call fails to connect
     resp = rig.command(f"deploy {BRANCH}")
     assert resp.status == 200 and "queued deploy" in resp.json()["text"]
@@ -522,9 +512,7 @@ def test_commands_are_acknowledged_while_aws_hangs(
         sink.close()
 
 
-def test_thread_replies_are_batched_while_slack_is_slow(
-    rig: SlackRig, fake: FakeSlack, tasks_run: None
-) -> None:
+def test_thread_replies_are_batched_while_slack_is_slow(rig: SlackRig, fake: FakeSlack) -> None:
     """Steps that pile up behind a slow (here rate-limited) Slack share thread replies; none is
     lost and their order is kept. Idle, each step is posted on its own."""
     notifier = rig.serving.notifier

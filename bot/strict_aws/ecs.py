@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -183,11 +184,14 @@ class Ecs:
         task_start: float = 1.0,
         pull_failure: float = 0.3,
         drain: float = 2.0,
+        task_start_jitter: float = 0.0,
     ) -> None:
         self.upstream = upstream
         self.cloud_map = cloud_map
         self.clock = clock
         self.task_start = task_start
+        self.task_start_jitter = task_start_jitter  # each task takes up to this much longer
+        self._rng = random.Random(1729)  # the same jitter run after run
         self.pull_failure = pull_failure
         self.drain = drain
         self.lock = threading.RLock()
@@ -198,6 +202,9 @@ class Ecs:
         self._pulls: dict[tuple[str, str], str | None] = {}
         self._ips = itertools.count(10)
         self.refused: list[str] = []
+        # (service, task definition, wall time) of every deployment that COMPLETED (benchmarks:
+        # how long after ECS's own "completed" revieee says Ready)
+        self.completed: list[tuple[str, str, float]] = []
 
     def reset(self) -> None:
         with self.lock:
@@ -207,6 +214,7 @@ class Ecs:
             self._pulls.clear()
             self.unpullable.clear()
             self.refused.clear()
+            self.completed.clear()
 
     # -- time --------------------------------------------------------------------------------
 
@@ -334,7 +342,8 @@ class Ecs:
                 svc.retire(old)
         dep.rollout = "COMPLETED"
         dep.reason = f"ECS deployment {dep.id} completed."
-        dep.updated_wall = time.time()
+        dep.updated_wall = time.time() - (self.clock() - at)  # when it happened
+        self.completed.append((svc.name, dep.task_definition, dep.updated_wall))
         svc.stable_td = dep.task_definition
         self._say(svc, f"(service {svc.name}) (deployment {dep.id}) deployment completed.")
         self._say(svc, f"(service {svc.name}) has reached a steady state.")
@@ -361,7 +370,7 @@ class Ecs:
                 task_definition=dep.task_definition,
                 launched=at,
                 created_wall=time.time(),
-                start=self.task_start,
+                start=self.task_start + self._rng.uniform(0, self.task_start_jitter),
                 fail=fail,
                 fail_after=self.pull_failure,
                 capacity_provider=provider,

@@ -244,9 +244,7 @@ class RequestBuilder:
 
     def _ecs_DescribeClusters(self, p: dict[str, Any]) -> list[Request]:
         return [
-            Request(
-                "ecs:DescribeClusters", self.arn("ecs", f"cluster/{c.rsplit('/', 1)[-1]}"), {}
-            )
+            Request("ecs:DescribeClusters", self.arn("ecs", f"cluster/{c.rsplit('/', 1)[-1]}"), {})
             for c in p.get("clusters") or ["default"]
         ]
 
@@ -458,14 +456,16 @@ class RoleAuthorizer:
             return Denial(call.name, call.name, "?", {}, {"unmodelled": str(exc)})
         for req in requests:
             if self.decide(req) != "Allowed":
-                return Denial(call.name, req.action, req.resource, req.context, suggested_statement(req))
+                return Denial(
+                    call.name, req.action, req.resource, req.context, suggested_statement(req)
+                )
         return None
 
     def answer(self, call: Call) -> Answer | None:
         if call.name == "sts:GetCallerIdentity":
             role = self.role_arn.rsplit("/", 1)[-1]
             xml = (
-                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+                '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
                 f"<GetCallerIdentityResult><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/{role}/"
                 f"revieee</Arn><UserId>AROASTRICT:revieee</UserId><Account>{ACCOUNT}</Account>"
                 "</GetCallerIdentityResult><ResponseMetadata><RequestId>"

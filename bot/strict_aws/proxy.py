@@ -46,6 +46,7 @@ class Rules:
     """How slow and how strict the layer is. Tests keep times short; benchmarks use AWS's."""
 
     task_start: float = 1.0  # PROVISIONING -> RUNNING
+    task_start_jitter: float = 0.0  # each task takes up to this much longer (seeded)
     pull_failure: float = 0.3  # a task whose image cannot be pulled stops after this
     drain: float = 2.0  # a deleted service stays DRAINING at least this long
     cloud_map_operation: float = 0.5  # an instance (de)registration takes this long
@@ -116,6 +117,7 @@ class StrictAws:
             task_start=self.rules.task_start,
             pull_failure=self.rules.pull_failure,
             drain=self.rules.drain,
+            task_start_jitter=self.rules.task_start_jitter,
         )
         self.logs = Logs(empty_pages=self.rules.empty_log_pages)
         self.denials: list[Denial] = []

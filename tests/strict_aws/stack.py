@@ -34,7 +34,12 @@ class Stack:
         namespace_id: str,
         parameters: dict[str, str] | None = None,
         template: Path = TEMPLATE,
+        stack_name: str = STACK,
+        physical: dict[str, str] | None = None,
+        arns: dict[str, str] | None = None,
     ) -> None:
+        """``physical`` and ``arns`` (by logical id) are a created stack's own ids; by default
+        the sandbox's, as CloudFormation would name them for the stack ``revieee-sandbox``."""
         self.template, matches = decode_str(template.read_text())
         assert not matches, matches
         self.parameters = {
@@ -46,18 +51,21 @@ class Stack:
             "AWS::Partition": "aws",
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
-            "AWS::StackName": STACK,
+            "AWS::StackName": stack_name,
             "AWS::URLSuffix": "amazonaws.com",
         }
+        self.stack_name = stack_name
         self.physical = {
             "Cluster": CLUSTER,
-            "Namespace": namespace_id,
             "EnvironmentLogGroup": f"/revieee/{STACK}/environments",
+            **(physical or {}),
+            "Namespace": namespace_id,
         }
         self.arns = {
-            "Cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}",
+            "Cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{self.physical['Cluster']}",
             "EnvironmentExecutionRole": EXECUTION_ROLE_ARN,
             "RevieeeTaskRole": ROLE_ARN,
+            **(arns or {}),
         }
 
     def role_policies(self, role: str = "RevieeeTaskRole") -> list[dict[str, Any]]:
@@ -76,7 +84,7 @@ class Stack:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "Ref":
                 return self._ref(value)
             if key == "Fn::GetAtt":
@@ -124,7 +132,7 @@ class Stack:
         if name in self.physical:
             return self.physical[name]
         if name in self.template["Resources"]:
-            return f"{STACK}-{name}-SANDBOX"
+            return f"{self.stack_name}-{name}-SANDBOX"
         raise KeyError(f"Ref to unknown {name!r}")
 
     def _get_att(self, resource: str, attr: str) -> str:
@@ -133,7 +141,7 @@ class Stack:
         if attr == "Arn":
             kind = self.template["Resources"][resource]["Type"]
             if kind == "AWS::IAM::Role":
-                return f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{resource}-SANDBOX"
+                return f"arn:aws:iam::{ACCOUNT}:role/{self._ref(resource)}"
         raise KeyError(f"GetAtt {resource}.{attr} is not modelled")
 
     def _sub(self, value: Any) -> str:
