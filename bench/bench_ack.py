@@ -42,8 +42,8 @@ from urllib.parse import urlencode
 
 from bot import sandbox
 from bot.aws import AwsClients, build_clients
+from bot.httpserver import HttpServer
 from bot.naming import env_name
-from bot.server import HttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

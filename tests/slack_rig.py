@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 from bot.app import Runtime
 from bot.config import Secrets
-from bot.server import HttpServer, Serving, build_serving
+from bot.httpserver import HttpServer
+from bot.server import Serving, build_serving
 from tests.fake_slack import FakeSlack
 
 SECRET = "test-signing-secret"

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.naming import env_name
+from bot.strict_aws import StrictAws
 from tests.conftest import MakeRig
 from tests.fake_slack import Call, FakeSlack
 from tests.slack_rig import CHANNEL, SlackRig, sign
@@ -190,8 +191,9 @@ def test_app_channel_wins_over_where_the_command_was_typed(make_rig: MakeRig) ->
     assert rig.deploy_message(ENV)["channel"] == "C0SHOPREVIEWS"
 
 
-def test_a_failed_deploy_says_why_in_plain_words(make_rig: MakeRig) -> None:
-    rig = make_rig(deploy_timeout=0.5)  # moto starts no task: the services never become stable
+def test_a_failed_deploy_says_why_in_plain_words(make_rig: MakeRig, strict: StrictAws) -> None:
+    strict.ecs.task_start = 30.0  # the tasks do not start within the deploy's 0.5 s
+    rig = make_rig(deploy_timeout=0.5)
     rig.command(f"deploy {BRANCH}")
     rig.wait_status(ENV, "failed")
     ref = rig.deploy_message(ENV)
