@@ -26,15 +26,16 @@ class Members(Protocol):
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str = ""
+    reason: str = ""  # plain text, naming users and groups by id
+    mentions: tuple[str, ...] = ()  # the ids in ``reason`` a chat front door may mention
 
 
 ALLOWED = Decision(True)
 
 
 def mention(ids: Iterable[str]) -> str:
-    """Slack mentions for users and user groups."""
-    return ", ".join(f"<!subteam^{i}>" if i.startswith("S") else f"<@{i}>" for i in ids)
+    """Users and user groups by id, in plain text (Slack mentions them: ``Decision.mentions``)."""
+    return ", ".join(ids)
 
 
 class Authorizer:
@@ -63,7 +64,11 @@ class Authorizer:
     def can_deploy(self, user: str | None, app: AppConfig) -> Decision:
         if not app.deployers or self._member(user, app.deployers) or self.is_admin(user, app):
             return ALLOWED
-        return Decision(False, f"only {mention(app.deployers)} (or an admin) may deploy {app.name}")
+        return Decision(
+            False,
+            f"only {mention(app.deployers)} (or an admin) may deploy {app.name}",
+            tuple(app.deployers),
+        )
 
     def can_stop(self, user: str | None, env: dict[str, Any], verb: str = "stop") -> Decision:
         app = self.settings.apps.get(env["app"])
@@ -75,7 +80,9 @@ class Authorizer:
             return ALLOWED
         owner = env.get("owner")
         who = f"its owner ({mention([owner])})" if owner else "its owner"
-        return Decision(False, f"only {who} or an admin may {verb} {env['name']}")
+        return Decision(
+            False, f"only {who} or an admin may {verb} {env['name']}", (owner,) if owner else ()
+        )
 
 
 class CachedGroups:

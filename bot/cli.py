@@ -2,7 +2,8 @@
 
 ``revieee [--config PATH] VERB ...`` runs the same verbs as Slack and GitHub (deploy, stop, list,
 status, keep, logs, help) through the same parser, plus the terminal-only ``check``, ``worker``
-and ``demo``.
+and ``demo``. ``--help`` (or ``-h``), alone or after any of them, and ``help [VERB]`` answer
+from the verbs' docstrings and :data:`EXTRA` without loading any configuration.
 Exit codes: 0 done, 1 the operation or check failed, 2 bad usage or configuration.
 """
 
@@ -21,7 +22,7 @@ from bot.config import ConfigError, Secrets, load_settings
 from bot.jsonlog import configure as configure_logging
 from commands.parser import UsageError, parse_words
 from commands.run import Caller, Reply, format_help, run
-from commands.verbs import VERBS, Command
+from commands.verbs import VERBS, Command, Help
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -29,17 +30,57 @@ if TYPE_CHECKING:
     from bot.logtail import LogEvent
     from bot.store import Operation
 
+# The terminal-only subcommands, written like the verbs' docstrings (commands/verbs.py): the
+# first line is the usage, the rest the description; ``help`` and ``--help`` show them.
 EXTRA = {
-    "check": "[--permissions [--role ARN]]: check the configuration and that the cluster, "
-    "namespace, subnets, security groups, template task definitions and ECR repositories exist; "
-    "--permissions also asks IAM whether the role may make every call the configuration needs",
-    "serve": "[--host H] [--port P] [--socket-mode]: Slack (and GitHub) front doors, /healthz "
-    "and the worker pool in one process",
-    "worker": "run queued operations (and resume interrupted ones) until stopped",
-    "demo": "run the whole flow against the built-in AWS sandbox (no AWS account needed)",
-    "gc-images": "[--dry-run]: delete untagged images in the ECR repositories revieee builds "
-    "into, except those an environment runs",
+    "check": "check [--permissions [--role ARN]]\n"
+    "check the configuration and that the cluster, namespace, subnets, security groups, "
+    "template task definitions and ECR repositories exist; --permissions also asks IAM whether "
+    "the role may make every call the configuration needs",
+    "serve": "serve [--host H] [--port P] [--socket-mode]\n"
+    "Slack (and GitHub) front doors, /healthz and the worker pool in one process",
+    "worker": "worker\nrun queued operations (and resume interrupted ones) until stopped",
+    "demo": "demo\nrun the whole flow against the built-in AWS sandbox (no AWS account needed)",
+    "gc-images": "gc-images [--dry-run]\n"
+    "delete untagged images in the ECR repositories revieee builds into, except those an "
+    "environment runs",
 }
+HELP_FLAGS = ("-h", "--help")
+USAGE = "usage: revieee [--config PATH] [-v] [-h] VERB ..."
+
+
+def extra_usage(name: str) -> str:
+    """``usage: revieee check [--permissions [--role ARN]]``: a terminal-only subcommand's usage."""
+    return "usage: revieee " + EXTRA[name].splitlines()[0]
+
+
+def extra_help(name: str) -> str:
+    """A terminal-only subcommand's usage and description, as ``format_help(verb)`` is a verb's."""
+    return extra_usage(name) + "\n" + " ".join(EXTRA[name].splitlines()[1:])
+
+
+def terminal_help() -> str:
+    """``revieee help`` (and ``--help``): every verb, then the terminal-only subcommands."""
+    lines = [USAGE, "", format_help(), "", "terminal only:"]
+    for text in EXTRA.values():
+        usage_line, *rest = text.splitlines()
+        lines.append(f"  {usage_line:<48} {' '.join(rest)}")
+    lines += ["", "options: --config PATH (or REVIEEE_CONFIG), -v/--verbose, -h/--help"]
+    lines.append("`revieee VERB --help` shows one verb; none of this needs a configuration.")
+    return "\n".join(lines)
+
+
+def _terminal_help(words: list[str]) -> str | None:
+    """The answer to ``help``, ``--help``, ``help SUBCOMMAND`` and ``SUBCOMMAND --help`` for the
+    terminal-only subcommands; ``None`` for anything else (the verbs' help is the parser's)."""
+    verb = words[0].lower() if words else "help"
+    if verb in HELP_FLAGS or (verb == "help" and len(words) == 1):
+        return terminal_help()
+    if verb == "help" and len(words) == 2 and words[1].lower() in EXTRA:
+        return extra_help(words[1].lower())
+    if verb in EXTRA and any(word in HELP_FLAGS for word in words[1:]):
+        return extra_help(verb)
+    return None
 
 
 def _argparser() -> argparse.ArgumentParser:
@@ -49,6 +90,7 @@ def _argparser() -> argparse.ArgumentParser:
         description="Review environments on AWS ECS for every branch.",
         epilog="verbs: " + ", ".join([*VERBS, *EXTRA]),
     )
+    parser.add_argument("-h", "--help", action="store_true", help="show the verbs and exit")
     parser.add_argument(
         "--config", help="path to revieee.toml (default: $REVIEEE_CONFIG, then ./revieee.toml)"
     )
@@ -65,14 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    verb = words[0].lower() if words else "help"
-    if verb in ("help", "-h", "--help") and len(words) <= 1:
-        print(format_help())
-        print("\nterminal only:")
-        for name, text in EXTRA.items():
-            print(f"  {name:<48} {text}")
-        print("\noptions: --config PATH (or REVIEEE_CONFIG), -v/--verbose")
+    if args.help:  # `revieee --help`, `revieee -h deploy`
+        words = ["help", *words[:1]]
+    answer = _terminal_help(words)
+    if answer is not None:  # help needs no configuration
+        print(answer)
         return 0
+    verb = words[0].lower()
     if verb == "demo":
         from bot.demo import run_demo
 
@@ -82,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(words[1:], args.config)
         if verb == "gc-images":
             if words[1:] not in ([], ["--dry-run"]):
-                raise UsageError("usage: revieee gc-images [--dry-run]")
+                raise UsageError(extra_usage("gc-images"))
             return _gc_images(load_settings(args.config), dry_run=len(words) > 1)
         if verb == "check":
             permissions, role = _check_options(words[1:])
@@ -92,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"{verb} takes no arguments")
             return _worker(load_settings(args.config))
         command = parse_words(words)
+        if isinstance(command, Help):  # `help VERB`, `VERB --help`: before any configuration
+            print(format_help(command.verb))
+            return 0
         settings = load_settings(args.config)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
@@ -187,7 +231,7 @@ def _gc_images(settings: Settings, dry_run: bool) -> int:
 
 
 def _check_options(words: list[str]) -> tuple[bool, str | None]:
-    usage = "usage: revieee check [--permissions [--role ARN]]"
+    usage = extra_usage("check")
     permissions, role = False, None
     rest = list(words)
     while rest:
@@ -234,7 +278,12 @@ def _serve(argv: list[str], config: str | None) -> int:
     from bot.config import Secrets
     from bot.server import port_from, serve
 
-    parser = argparse.ArgumentParser(prog="revieee serve", exit_on_error=False)
+    parser = argparse.ArgumentParser(  # `serve --help` is answered before, from EXTRA
+        prog="revieee serve",
+        usage=extra_usage("serve").removeprefix("usage: "),
+        add_help=False,
+        exit_on_error=False,
+    )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--socket-mode", action="store_true")

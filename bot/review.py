@@ -263,7 +263,7 @@ class ReviewApps:
             known = [e["name"] for e in self.store.list_envs(include_stopped=True, limit=5000)]
             close = difflib.get_close_matches(name, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise RequestError(f"no environment named {name!r}{hint}; `list` shows them")
+            raise RequestError(f'no environment named {name!r}{hint}; "list" shows them')
         return row
 
     def list_envs(

@@ -3,17 +3,20 @@
 Routes: ``POST /slack/events`` (slash commands, events, interactivity), ``POST /github/webhook``
 (when ``GITHUB_WEBHOOK_SECRET`` is set), ``GET /healthz``.
 Slack requests are signature-checked here, in constant time, before Bolt sees them: forged,
-stale or unsigned requests get 401, signed but malformed bodies 400.
+stale, unsigned or replayed requests get 401, signed bodies that are not what Slack sends 400,
+bodies without a usable ``Content-Length`` 411 or 400 and bodies over the limit 413.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import io
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
@@ -31,7 +34,7 @@ from bot.config import ConfigError, Secrets
 from bot.github.events import GitHubEvents
 from bot.github.notifier import GitHubNotifier
 from bot.github.webhook import GitHubWebhook
-from bot.httpserver import HttpServer
+from bot.httpserver import HttpServer, Refused, read_body
 from bot.inbox import InboxWorker
 from bot.jobs import start_scheduler
 from bot.lifecycle import Lifecycle
@@ -64,6 +67,7 @@ def _response(
 
 
 MAX_SKEW = 5 * 60  # Slack's advice: refuse requests older than five minutes (replays)
+TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit takes "²", int() fails
 
 
 def slack_signature_ok(
@@ -73,7 +77,7 @@ def slack_signature_ok(
 
     (slack_sdk's ``SignatureVerifier`` decodes the body as UTF-8 first, so a signed body that is
     not UTF-8 would raise instead of reaching the 400 it deserves.)"""
-    if not timestamp.isdigit() or not signature.startswith("v0="):
+    if not TIMESTAMP.fullmatch(timestamp) or not signature.startswith("v0="):
         return False
     if abs((time.time() if now is None else now) - int(timestamp)) > MAX_SKEW:
         return False
@@ -82,18 +86,244 @@ def slack_signature_ok(
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-def _well_formed(body: bytes, content_type: str) -> bool:
-    """Slack sends form-encoded commands and interactivity (``payload=<json>``), JSON events."""
+class ReplayGuard:
+    """The signed Slack requests accepted while their timestamps are within ``window``: the
+    same (timestamp, signature) pair a second time is a replay (a captured request sent again).
+
+    Memory is bounded: an entry goes once its timestamp is too old to be accepted anyway, and
+    past ``capacity`` entries the one closest to going is dropped early (and logged)."""
+
+    def __init__(
+        self,
+        window: float = MAX_SKEW,
+        capacity: int = 20_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.window = window
+        self.capacity = capacity
+        self.clock = clock
+        self._until: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []  # (forgotten at, key): the next to go first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def first(self, timestamp: str, signature: str) -> bool:
+        """True the first time this signed request is seen, False for a replay. ``timestamp``
+        is one :func:`slack_signature_ok` accepted."""
+        key = f"{timestamp}:{signature}"
+        now = self.clock()
+        with self._lock:
+            while self._heap and self._heap[0][0] < now:
+                del self._until[heapq.heappop(self._heap)[1]]
+            if key in self._until:
+                return False
+            while len(self._heap) >= self.capacity:
+                until, old = heapq.heappop(self._heap)
+                del self._until[old]
+                log.warning("replay guard full: a signature forgotten %.0fs early", until - now)
+            until = int(timestamp) + self.window
+            self._until[key] = until
+            heapq.heappush(self._heap, (until, key))
+            return True
+
+
+# -- what Slack sends ---------------------------------------------------------------------------
+# Bolt indexes into the body it is handed (``body["actions"][0]["action_id"]``,
+# ``body["event"]["type"]``, ``"id" in body["user"]``: slack_bolt.request.payload_utils and
+# internals) and so do the listeners, so a signed body of another shape would be a 500. Each kind
+# Slack sends is checked here for the fields Bolt or a listener reads, as Slack documents them
+# (https://api.slack.com/interactivity/slash-commands, .../interactivity/handling#payloads,
+# .../apis/events-api#callback-field); anything else is refused with 400 before Bolt sees it.
+
+Check = Callable[[Any], bool]
+SLACK_ID = re.compile(r"[A-Z0-9]{1,64}")  # U0ALICE, W..., T..., E..., C..., G..., D..., S...
+EVENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # Ev08MFMKH6
+COMMAND = re.compile(r"/[^\s/]{1,32}")  # a slash command: "/" and up to 32 characters
+BLOCK_KIT_ID = 255  # action_id, block_id, callback_id: at most 255 characters (Block Kit)
+BUTTON_VALUE = 2000  # a button's value: at most 2,000 characters
+
+
+def _id(value: Any) -> bool:
+    return isinstance(value, str) and SLACK_ID.fullmatch(value) is not None
+
+
+def _text(limit: int) -> Check:
+    return lambda value: isinstance(value, str) and len(value) <= limit
+
+
+def _optional(check: Check) -> Check:
+    return lambda value: value is None or check(value)
+
+
+def _with_id(value: Any) -> bool:
+    return isinstance(value, dict) and _id(value.get("id"))
+
+
+def _objects(value: Any) -> bool:
+    return isinstance(value, list) and len(value) > 0 and all(isinstance(v, dict) for v in value)
+
+
+def _view(*keys: str) -> Check:
+    return lambda value: (
+        isinstance(value, dict) and all(_text(BLOCK_KIT_ID)(value.get(key)) for key in keys)
+    )
+
+
+def _block_actions(value: Any) -> bool:
+    return _objects(value) and all(
+        _text(BLOCK_KIT_ID)(action.get("action_id"))
+        and _optional(_text(BLOCK_KIT_ID))(action.get("block_id"))
+        and _optional(_text(BUTTON_VALUE))(action.get("value"))
+        for action in value
+    )
+
+
+def _reacted_to(value: Any) -> bool:
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return False
+    return value["type"] != "message" or (_id(value.get("channel")) and _text(64)(value.get("ts")))
+
+
+CALLBACK = (("user", _with_id), ("callback_id", _text(BLOCK_KIT_ID)))
+INTERACTIONS: dict[str, tuple[tuple[str, Check], ...]] = {
+    "block_actions": (
+        ("user", _with_id),
+        ("actions", _block_actions),
+        ("channel", _optional(_with_id)),
+        ("view", _optional(_view("type"))),  # a button in the Home tab
+    ),
+    "block_suggestion": (
+        ("user", _with_id),
+        ("action_id", _text(BLOCK_KIT_ID)),
+        ("block_id", _text(BLOCK_KIT_ID)),
+    ),
+    "view_submission": (("user", _with_id), ("view", _view("id", "type", "callback_id"))),
+    "view_closed": (("user", _with_id), ("view", _view("id", "type", "callback_id"))),
+    "shortcut": (*CALLBACK, ("trigger_id", _text(BLOCK_KIT_ID))),
+    "message_action": (*CALLBACK, ("trigger_id", _text(BLOCK_KIT_ID))),
+    "interactive_message": (*CALLBACK, ("actions", _objects)),
+    "dialog_submission": CALLBACK,
+    "dialog_cancellation": CALLBACK,
+    "dialog_suggestion": CALLBACK,
+    "workflow_step_edit": CALLBACK,
+}
+EVENTS: dict[str, tuple[tuple[str, Check], ...]] = {  # the events the listeners handle
+    "reaction_added": (("user", _id), ("reaction", _text(100)), ("item", _reacted_to)),
+    "app_home_opened": (("user", _id), ("tab", _optional(_text(32)))),
+}
+
+
+def _fields_problem(data: dict[str, Any], kind: str, fields: Iterable[tuple[str, Check]]) -> str:
+    bad = [name for name, check in fields if not check(data.get(name))]
+    return f"{kind} with a missing or malformed {', '.join(bad)}" if bad else ""
+
+
+def _context_problem(data: dict[str, Any]) -> str:
+    """What Bolt reads into every request's context, from the body, its ``event`` and its
+    first ``authorizations`` entry: ids or objects with ids, strings, lists of objects."""
+    for key in ("user", "team", "enterprise", "channel"):
+        value = data.get(key)
+        entity = value if isinstance(value, dict) else {"id": value}
+        if any(entity.get(k) is not None and not _id(entity[k]) for k in ("id", "team_id")):
+            return f"a malformed {key}"
+    for key in ("user_id", "team_id", "enterprise_id", "channel_id"):
+        if data.get(key) is not None and not _id(data[key]):
+            return f"a malformed {key}"
+    for key in ("response_url", "thread_ts"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"a malformed {key}"
+    for key in ("authorizations", "response_urls"):
+        if data.get(key) not in (None, []) and not _objects(data[key]):
+            return f"a malformed {key}"
+    nested = list((data.get("authorizations") or [])[:1])
+    if "event" in data:
+        if not isinstance(data["event"], dict):
+            return "an event that is not an object"
+        nested.append(data["event"])
+    return next((problem for item in nested if (problem := _context_problem(item))), "")
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object; None for anything else, for JSON nested too deep to parse
+    (RecursionError) and for strings UTF-8 cannot carry (lone surrogates: ``"\\ud800"``)."""
+    try:
+        data = json.loads(text)
+        json.dumps(data, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _envelope_problem(data: dict[str, Any]) -> str:
+    """Events API deliveries: url_verification, app_rate_limited and event_callback."""
+    kind = data.get("type")
+    if kind == "url_verification":
+        return "" if _text(1000)(data.get("challenge")) else "url_verification without challenge"
+    if kind == "app_rate_limited":
+        return "" if _id(data.get("team_id")) else "app_rate_limited without team_id"
+    if kind != "event_callback":
+        return "not a Slack event envelope"
+    event = data.get("event")
+    if not isinstance(event, dict) or not _text(64)(event.get("type")):
+        return "event_callback without an event and its type"
+    if not (isinstance(data.get("event_id"), str) and EVENT_ID.fullmatch(data["event_id"])):
+        return "event_callback without event_id"
+    problem = _context_problem(data)
+    return problem or _fields_problem(event, event["type"], EVENTS.get(event["type"], ()))
+
+
+def _interaction_problem(data: dict[str, Any]) -> str:
+    """Interactivity (``payload=<json>``): a known type with the fields Bolt matches on."""
+    kind = data.get("type")
+    fields = INTERACTIONS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        return "not a Slack interaction type"
+    return _context_problem(data) or _fields_problem(data, str(kind), fields)
+
+
+def _command_problem(form: dict[str, str]) -> str:
+    """A slash command, or the certificate check Slack sends to a command's URL."""
+    if form.get("ssl_check") == "1":
+        return ""
+    if not COMMAND.fullmatch(form.get("command", "")):
+        return "not a slash command"
+    fields = [(key, _id) for key in ("user_id", "team_id", "channel_id")]
+    return _context_problem(form) or _fields_problem(form, "slash command", fields)
+
+
+@dataclass(frozen=True)
+class SlackBody:
+    """What a signed body is: ``kind`` is ``command``, ``interaction``, or an Events API type
+    (``event_callback``...); ``problem`` says why it is not what Slack sends ("" if it is)."""
+
+    kind: str
+    problem: str = ""
+
+
+def slack_body(body: bytes, content_type: str) -> SlackBody:
+    """Judge a signed body on what Bolt will make of it: JSON when the content type says so or
+    it starts with ``{``, else a form, with interactivity as JSON in its ``payload`` field."""
     try:
         text = body.decode("utf-8")
-        if content_type.startswith("application/json"):
-            return isinstance(json.loads(text), dict)
-        form = parse_qs(text, strict_parsing=True)
-        if "payload" in form:
-            return isinstance(json.loads(form["payload"][0]), dict)
-        return "command" in form
+        if content_type.split(";")[0] == "application/json" or text.startswith("{"):
+            data = _json_object(text)
+            if data is None:
+                return SlackBody("", "not a JSON object")
+            return SlackBody(str(data.get("type")), _envelope_problem(data))
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except (UnicodeDecodeError, ValueError):
-        return False
+        return SlackBody("", "neither JSON nor a form in UTF-8")
+    form = dict(pairs)
+    if len(form) != len(pairs):  # Bolt would take the last, a listener might see the first
+        return SlackBody("", "a form field given twice")
+    if "payload" in form:
+        data = _json_object(form["payload"])
+        if data is None:
+            return SlackBody("interaction", "payload is not a JSON object")
+        return SlackBody("interaction", _interaction_problem(data))
+    return SlackBody("command", _command_problem(form))
 
 
 @dataclass
@@ -104,6 +334,7 @@ class WebApp:
     signing_secret: str
     slack: SlackRequestHandler | None
     routes: dict[tuple[str, str], Callable[..., Iterable[bytes]]] = field(default_factory=dict)
+    replays: ReplayGuard = field(default_factory=ReplayGuard)
 
     def __post_init__(self) -> None:
         self.routes[("GET", "/healthz")] = self._health
@@ -169,20 +400,36 @@ class WebApp:
         return _response(start_response, "200 OK", body, "text/plain; version=0.0.4")
 
     def _slack(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY:
-            return _response(start_response, "413 Payload Too Large", {"ok": False})
-        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            body = read_body(environ, MAX_BODY)
+        except Refused as exc:
+            return _response(start_response, exc.status, {"ok": False, "error": exc.error})
         timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
         signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
         if not slack_signature_ok(self.signing_secret, body, timestamp, signature):
             return _response(
                 start_response, "401 Unauthorized", {"ok": False, "error": "invalid signature"}
             )
-        if not _well_formed(body, environ.get("CONTENT_TYPE", "")):
+        judged = slack_body(body, environ.get("CONTENT_TYPE", ""))
+        if judged.problem:
+            log.info("slack request refused: %s", judged.problem)
             return _response(
                 start_response, "400 Bad Request", {"ok": False, "error": "malformed body"}
             )
+        # Slack retries an event it got no answer to in time (X-Slack-Retry-Num): those go on
+        # to the event_id de-duplication. Commands and interactions are never sent twice.
+        retry = judged.kind == "event_callback" and "HTTP_X_SLACK_RETRY_NUM" in environ
+        if not retry and not self.replays.first(timestamp, signature):
+            log.warning("replayed slack request refused kind=%s", judged.kind)
+            return _response(
+                start_response, "401 Unauthorized", {"ok": False, "error": "replayed request"}
+            )
+        if b"payload" in body and judged.kind == "command":
+            # Bolt takes any form with the word "payload" in it for an interaction and finds no
+            # payload= field (slack_bolt.request.internals.parse_body): ``/revieee status
+            # payload-fix`` would fail. The same form, with that word's "a" percent-encoded.
+            body = body.replace(b"payload", b"p%61yload")
+            environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
         assert self.slack is not None
         return self.slack(environ, start_response)

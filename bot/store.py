@@ -636,10 +636,41 @@ class Store:
                         ],
                     )
                     failed.append(op_id)
+                    self._give_up_env(db, op_id, attempts, step)
                 else:
                     db.conn.execute("update operations set status = 'queued' where id = ?", [op_id])
                     resumed.append(op_id)
         return resumed, failed
+
+    @staticmethod
+    def _give_up_env(
+        db: sqlite_utils.Database, op_id: int, attempts: int, step: str | None
+    ) -> None:
+        """The environment of an operation recovery gave up on: never left ``deploying`` or
+        ``stopping`` (states nothing else ends), but ``failed``: shown so, reminded, expired and
+        stopped by the lifecycle (which removes whatever AWS resources the deploy made)."""
+        env = db.conn.execute("select env from operations where id = ?", [op_id]).fetchone()
+        if env is None:
+            return
+        stamp = now_iso()
+        db.conn.execute(
+            "update environments set status = 'failed', error = ?, updated_at = ?, "
+            "expires_at = coalesce(expires_at, ?) "
+            "where name = ? and status in ('queued', 'deploying', 'stopping')",
+            [
+                f"revieee was interrupted {attempts} times (last at step: {step or 'start'}) "
+                "and gave up; what it created may still run: redeploy it, or stop it",
+                stamp,
+                stamp,
+                env[0],
+            ],
+        )
+        db.conn.execute(
+            "update deployments set result = 'interrupted', finished_at = ?, "
+            "failure_reason = 'revieee was interrupted too often' "
+            "where operation_id = ? and result in ('running', 'started')",
+            [stamp, op_id],
+        )
 
     # -- messages, audit, deliveries -----------------------------------------------------------
 

@@ -27,6 +27,8 @@ from bot.config import Settings
 from bot.engine import Engine, EngineError
 from bot.naming import ecs_service_name
 from bot.slack.blocks import ACTION_DELETE_ORPHAN, MAX_BLOCKS, MAX_TEXT
+from bot.slack.mrkdwn import code, fit
+from bot.slack.mrkdwn import text as prose
 from bot.store import Store
 
 log = logging.getLogger("revieee.sweeper")
@@ -317,19 +319,20 @@ def orphan_report(result: SweepResult) -> tuple[str, list[dict[str, Any]]]:
         }
     ]
     if result.deleted:
-        body = "\n".join(f"- {line}" for line in result.deleted)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[: MAX_TEXT - 1]}})
+        body = "\n".join(f"- {prose(line, 500)}" for line in result.deleted)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": fit(body, MAX_TEXT)}})
         return text, blocks
     room = MAX_BLOCKS - 3
     for orphan in result.new[:room]:
-        app = f", app {orphan.app}" if orphan.app else ""
+        app = f", app {prose(orphan.app, 100)}" if orphan.app else ""
+        name = code(orphan.name, 200)
         blocks.append(
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"*{KINDS[orphan.kind]}* `{orphan.name}`\nenvironment "
-                    f"`{orphan.env}`{app}",
+                    "text": f"*{KINDS[orphan.kind]}* {code(orphan.name, 1000)}\nenvironment "
+                    f"{code(orphan.env, 300)}{app}",
                 },
                 "accessory": {
                     "type": "button",
@@ -341,7 +344,7 @@ def orphan_report(result: SweepResult) -> tuple[str, list[dict[str, Any]]]:
                         "title": {"type": "plain_text", "text": "Delete this resource?"},
                         "text": {
                             "type": "mrkdwn",
-                            "text": f"{KINDS[orphan.kind]} `{orphan.name}` will be deleted.",
+                            "text": f"{KINDS[orphan.kind]} {name} will be deleted.",
                         },
                         "confirm": {"type": "plain_text", "text": "Delete it"},
                         "deny": {"type": "plain_text", "text": "Keep it"},
@@ -350,13 +353,13 @@ def orphan_report(result: SweepResult) -> tuple[str, list[dict[str, Any]]]:
             }
         )
     if len(result.new) > room:
-        rest = ", ".join(f"`{o.name}`" for o in result.new[room:])
+        rest = ", ".join(code(o.name, 300) for o in result.new[room:])
         blocks.append(
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"… and {len(result.new) - room} more: {rest}"[: MAX_TEXT - 1],
+                    "text": fit(f"… and {len(result.new) - room} more: {rest}", MAX_TEXT),
                 },
             }
         )

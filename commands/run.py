@@ -62,9 +62,17 @@ def run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
         return Reply(str(exc), ok=False)
 
 
-def _refused(caller: Caller, apps: ReviewApps, action: str, env: str, reason: str) -> Reply:
+def _refused(
+    caller: Caller,
+    apps: ReviewApps,
+    action: str,
+    env: str,
+    reason: str,
+    mentions: tuple[str, ...] = (),
+) -> Reply:
+    """A refusal; ``mentions``: the user and group ids in ``reason`` that a chat may mention."""
     apps.store.audit("refused", caller.actor, env, caller.source, verb=action, reason=reason)
-    return Reply(f"not allowed: {reason}", ok=False, data={"refused": True})
+    return Reply(f"not allowed: {reason}", ok=False, data={"refused": True, "mentions": mentions})
 
 
 def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
@@ -78,7 +86,9 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
                     return Reply(str(exc.args[0]), ok=False)
                 decision = authz.can_deploy(actor, app_cfg)
                 if not decision.allowed:
-                    return _refused(caller, apps, "deploy", branch, decision.reason)
+                    return _refused(
+                        caller, apps, "deploy", branch, decision.reason, decision.mentions
+                    )
             req = apps.request_deploy(
                 branch,
                 app,
@@ -99,7 +109,9 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             if authz is not None:
                 decision = authz.can_stop(actor, row)
                 if not decision.allowed:
-                    return _refused(caller, apps, "stop", row["name"], decision.reason)
+                    return _refused(
+                        caller, apps, "stop", row["name"], decision.reason, decision.mentions
+                    )
             req = apps.request_stop(
                 row["name"], requested_by=actor, source=source, context=caller.context
             )
@@ -113,12 +125,14 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             if authz is not None:
                 decision = authz.can_stop(actor, row, verb="keep")
                 if not decision.allowed:
-                    return _refused(caller, apps, "keep", row["name"], decision.reason)
+                    return _refused(
+                        caller, apps, "keep", row["name"], decision.reason, decision.mentions
+                    )
                 of_app = apps.settings.apps.get(row["app"])
                 admins = list(apps.settings.admins) + list(of_app.admins if of_app else ())
                 pin_guarded = apps.settings.pin_requires_admin and admins
                 if forever and pin_guarded and not authz.is_admin(actor, of_app):
-                    reason = f"only an admin may keep {row['name']} forever; try `keep ENV 1w`"
+                    reason = f'only an admin may keep {row["name"]} forever; try "keep ENV 1w"'
                     return _refused(caller, apps, "keep", row["name"], reason)
             seconds = None if forever or duration is None else parse_duration(duration)
             expires = apps.keep(
@@ -135,7 +149,9 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             if authz is not None and of_app is not None:
                 decision = authz.can_deploy(actor, of_app)
                 if not decision.allowed:
-                    return _refused(caller, apps, "wake", row["name"], decision.reason)
+                    return _refused(
+                        caller, apps, "wake", row["name"], decision.reason, decision.mentions
+                    )
             apps.touch(row)
             req = apps.request_scale(
                 row["name"], "wake", requested_by=actor, source=source, context=caller.context
@@ -164,7 +180,7 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
                 decision = authz.can_deploy(actor, of_app)
                 if not decision.allowed:
                     reason = f"{decision.reason} (reading its logs takes the same right)"
-                    return _refused(caller, apps, "logs", name, reason)
+                    return _refused(caller, apps, "logs", name, reason, decision.mentions)
             data: dict[str, Any] = {"env": name}
             apps.touch(row)
             if caller.fast:  # the front door fetches them after its answer

@@ -13,6 +13,17 @@ Rules it enforces as GitHub does:
   ``:`` and the rest, so ``GET /repos/o/r/branches/owner%3Abranch`` (a fork pull request's head
   label, as it is sent URL-encoded) is GitHub's 404 "Branch not found"
   (https://docs.github.com/rest/branches/branches#get-a-branch).
+- Deployments ("Create a deployment",
+  https://docs.github.com/rest/deployments/deployments#create-a-deployment):
+  ``transient_environment`` defaults to false, ``production_environment`` to whether the
+  environment is ``production``. A deployment is found only under its own repository.
+- Deployment statuses ("Create a deployment status",
+  https://docs.github.com/rest/deployments/statuses#create-a-deployment-status): ``state`` is one
+  of ``error failure inactive in_progress queued pending success`` (else 422). With
+  ``auto_inactive`` (default true), a ``success`` adds an ``inactive`` status to every prior
+  deployment of the same repository and environment that is neither transient nor production
+  and whose latest status is ``success``: transient environments are never retired this way.
+  ``GET .../deployments/ID/statuses`` lists what was created, newest first.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ BRANCH_NOT_FOUND = {
     "documentation_url": "https://docs.github.com/rest/branches/branches#get-a-branch",
     "status": "404",
 }
+DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 # git-check-ref-format(1), rules 1 and 3-10 (and ``--branch``: no leading "-"): what no branch of
 # any repository can be named, whatever a test seeded. Kept apart from bot.github.forge's check,
 # so that the fake does not agree with the code under test by construction.
@@ -226,7 +238,7 @@ class FakeGitHub:
             return self._route(method, path, body)
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
-        not_found = (404, {"message": "Not Found"}, {})
+        not_found: tuple[int, Any, dict[str, str]] = (404, {"message": "Not Found"}, {})
         if m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path):
             token = f"ghs_{next(self._ids)}"
             expires = time.time() + self.token_ttl
@@ -287,17 +299,56 @@ class FakeGitHub:
                 "url": f"{self.url}/repos/{repo}/deployments/{did}",
                 "statuses_url": f"{self.url}/repos/{repo}/deployments/{did}/statuses",
                 "repository": repo,
+                "transient_environment": False,
+                "production_environment": body.get("environment") == "production",
                 **body,
             }
             self.statuses[did] = []
             return 201, self.deployments[did], {}
-        if status := re.fullmatch(r"/deployments/(\d+)/statuses", rest):
-            did = int(status.group(1))
-            if did not in self.deployments:
+        if deployment := re.fullmatch(r"/deployments/(\d+)(/statuses)?", rest):
+            did = int(deployment.group(1))
+            found = self.deployments.get(did)
+            if found is None or found["repository"].lower() != repo.lower():
                 return not_found
-            self.statuses[did].append(body)
-            return 201, {"id": next(self._ids), "url": f"{self.url}/s", **body}, {}
+            if not deployment.group(2):
+                return (200, found, {}) if method == "GET" else not_found
+            if method == "GET":
+                return 200, list(reversed(self.statuses[did])), {}
+            if method != "POST":
+                return not_found
+            if body.get("state") not in DEPLOYMENT_STATES:
+                return 422, {"message": "Validation Failed", "errors": [{"field": "state"}]}, {}
+            created = self._add_status(did, body)
+            if body["state"] == "success" and body.get("auto_inactive", True):
+                self._auto_inactive(found)
+            return 201, created, {}
         return not_found
+
+    def _add_status(self, did: int, body: dict[str, Any]) -> dict[str, Any]:
+        sid = next(self._ids)
+        status = {
+            "id": sid,
+            "url": f"{self.deployments[did]['url']}/statuses/{sid}",
+            "description": "",
+            "environment": self.deployments[did].get("environment"),
+            **body,
+        }
+        self.statuses[did].append(status)
+        return status
+
+    def _auto_inactive(self, deployment: dict[str, Any]) -> None:
+        """What ``auto_inactive`` does on a ``success``: earlier successful deployments of the
+        environment go inactive, unless they are transient or production ones."""
+        for did, other in self.deployments.items():
+            if (
+                did < deployment["id"]
+                and other["repository"].lower() == deployment["repository"].lower()
+                and other.get("environment") == deployment.get("environment")
+                and not other["transient_environment"]
+                and not other["production_environment"]
+                and [s["state"] for s in self.statuses[did]][-1:] == ["success"]
+            ):
+                self._add_status(did, {"state": "inactive"})
 
 
 def _lookup(table: dict[tuple[str, Any], Any], repo: str, key: Any) -> Any:

@@ -5,7 +5,18 @@ also accepts posts to response URLs (``/response/<id>``) the way Slack's hooks d
 File uploads follow Slack's external-upload protocol (what ``files_upload_v2`` speaks):
 ``files.getUploadURLExternal`` hands out an upload URL on this server (``/upload/<file id>``),
 the client POSTs the raw bytes there, and ``files.completeUploadExternal`` shares the file in a
-channel (and thread); completed uploads are in :attr:`FakeSlack.uploads`."""
+channel (and thread); completed uploads are in :attr:`FakeSlack.uploads`.
+
+What Slack refuses, it refuses here too: ``blocks`` and views are checked with slack_sdk's
+models and the Block Kit limits (:mod:`tests.slack_rules`) and answered ``invalid_blocks``
+(``views.publish``: ``invalid_arguments``), with the reasons in ``response_metadata``. Channel
+membership: ``chat:write.public`` lets a bot post in a public channel it is not in, but a file
+can only be shared where the bot is a member (``files.completeUploadExternal`` answers
+``not_in_channel``, Slack's "Uploading files" guide), and Slack sends events (reactions) only
+from channels the bot is in (Events API, "Event types": ``reaction_added`` needs the bot in the
+conversation). ``conversations.join`` joins a public channel (``channels:join``); a private
+one answers ``method_not_supported_for_channel_type``. :attr:`FakeSlack.members` is where the
+bot is."""
 
 from __future__ import annotations
 
@@ -19,6 +30,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.slack_rules import message_problems, view_problems
+
+MAX_SNIPPET = 1024 * 1024  # bytes of a file shared as a snippet
 
 
 @dataclass
@@ -39,6 +54,8 @@ class FakeSlack:
     served_429: int = 0
     upload_failures: int = 0  # the next N byte uploads to an upload URL answer 500
     socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
+    members: set[str] = field(default_factory=set)  # channel ids the bot has joined
+    private: set[str] = field(default_factory=set)  # private channel ids (cannot be joined)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -140,6 +157,19 @@ class FakeSlack:
         channel = self.channel_id(str(args.get("channel", "")))
         if method == "auth.test":
             return 200, {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "B1"}, {}
+        refused = self._refused(method, args)
+        if refused is not None:
+            return 200, refused, {}
+        if method == "conversations.join":
+            if channel in self.private:
+                return 200, {"ok": False, "error": "method_not_supported_for_channel_type"}, {}
+            with self._lock:
+                already = channel in self.members
+                self.members.add(channel)
+            answer: dict[str, Any] = {"ok": True, "channel": {"id": channel, "is_member": True}}
+            if already:
+                answer["warning"] = "already_in_channel"
+            return 200, answer, {}
         if method == "chat.postMessage":
             message = {"text": args.get("text"), "ts": ts, "blocks": args.get("blocks")}
             return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}, {}
@@ -162,11 +192,15 @@ class FakeSlack:
                 return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
             return 200, {"ok": True, "url": self.socket_url}, {}
         if method == "files.getUploadURLExternal":
+            if args.get("snippet_type") and int(args.get("length") or 0) > MAX_SNIPPET:
+                # files.getUploadURLExternal: "snippets ... are limited to 1MB"
+                return 200, {"ok": False, "error": "snippet_too_large"}, {}
             with self._lock:
                 file_id = f"F{next(self._file_ids):08d}"
                 self._files[file_id] = {
                     "filename": args.get("filename"),
                     "length": int(args.get("length") or 0),
+                    "snippet_type": args.get("snippet_type"),
                     "content": None,
                 }
             url = f"{self.url}/upload/{file_id}"
@@ -176,6 +210,19 @@ class FakeSlack:
         if method == "usergroups.users.list":
             return 200, {"ok": True, "users": self.groups.get(str(args.get("usergroup")), [])}, {}
         return 200, {"ok": True}, {}
+
+    def _refused(self, method: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Slack's answer to blocks, views and texts it would not take (None: it takes them)."""
+        problem: tuple[str, list[str]] | None = None
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            problem = message_problems(args)
+        elif method == "views.publish":
+            problems = view_problems(args.get("view"))
+            problem = ("invalid_arguments", problems) if problems else None
+        if problem is None:
+            return None
+        error, problems = problem
+        return {"ok": False, "error": error, "response_metadata": {"messages": problems}}
 
     def _receive_upload(self, file_id: str, raw: bytes) -> bool:
         with self._lock:
@@ -190,6 +237,9 @@ class FakeSlack:
         listed = json.loads(files) if isinstance(files, str) else files or []
         shared = []
         with self._lock:
+            channel = args.get("channel_id")
+            if channel and channel not in self.members:
+                return {"ok": False, "error": "not_in_channel"}
             for item in listed:
                 pending = self._files.get(str(item.get("id")))
                 if pending is None or pending["content"] is None:
@@ -203,6 +253,7 @@ class FakeSlack:
                         "filename": pending["filename"],
                         "content": pending["content"],
                         "length": pending["length"],
+                        "snippet_type": pending["snippet_type"],
                         "channel_id": args.get("channel_id"),
                         "thread_ts": args.get("thread_ts"),
                         "title": title,

@@ -186,6 +186,9 @@ class SlackRig:
     def reaction(
         self, ts: str, reaction: str = "octagonal_sign", user: str = "U0ALICE", **kw: Any
     ) -> Response:
+        # Slack sends reaction_added only from conversations the bot is a member of (Events
+        # API, "reaction_added"): revieee must have joined the channel of its messages.
+        assert CHANNEL in self.fake.members, f"the bot is not in {CHANNEL}: Slack sends nothing"
         return self.event(
             {
                 "type": "reaction_added",

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from bot.aws import AwsClients
+from bot.cli import EXTRA, extra_help, extra_usage
 from bot.naming import env_name
 from bot.sandbox import StrictSandbox
+from commands.run import format_help
+from commands.verbs import VERBS, usage
 from tests.conftest import WriteConfig
 
 ENV = env_name("shop", "feature/checkout")
@@ -22,6 +25,20 @@ def revieee(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def unconfigured(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``revieee ARGS`` with no configuration at all: an empty environment (no REVIEEE_*, no
+    AWS_*) in a directory without revieee.toml."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env={},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
@@ -56,6 +73,48 @@ def test_help_lists_every_verb() -> None:
     assert result.returncode == 0
     for verb in ("deploy BRANCH", "stop ENV", "list", "status ENV", "check", "worker", "demo"):
         assert verb in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--config", "nowhere.toml", "-h"]])
+def test_help_option_lists_every_verb_and_subcommand_without_configuration(
+    args: list[str], tmp_path: Path
+) -> None:
+    result = unconfigured(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    for verb in VERBS:
+        assert f"\n  {usage(verb)}" in result.stdout
+    for name in EXTRA:
+        assert f"\n  {extra_usage(name).removeprefix('usage: revieee ')}" in result.stdout
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("form", ["VERB --help", "VERB -h", "help VERB"])
+@pytest.mark.parametrize("verb", [*VERBS, *EXTRA])
+def test_each_verbs_help_needs_no_configuration(verb: str, form: str, tmp_path: Path) -> None:
+    """Every verb the parser knows, and every terminal-only subcommand (``demo --help`` must not
+    run the demo), answers its help from its docstring: exit 0, no revieee.toml, no env."""
+    result = unconfigured(*form.replace("VERB", verb).split(), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    expected = format_help(verb) if verb in VERBS else extra_help(verb)
+    assert result.stdout == expected + "\n"
+    assert result.stdout.startswith("usage: ")
+    assert not list(tmp_path.iterdir())
+
+
+def test_help_for_an_unknown_verb_exits_2_with_usage(tmp_path: Path) -> None:
+    for args, message in [
+        (["-h", "nope"], "no help for 'nope'"),
+        (["help", "nope"], "no help for 'nope'"),
+        (["nope", "--help"], "unknown command 'nope'"),
+        (["deplyo", "-h"], "unknown command 'deplyo' (did you mean 'deploy'?)"),
+    ]:
+        result = unconfigured(*args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert message in result.stderr, args
+        assert f"usage: {usage('deploy')}" in result.stderr, args
+        assert result.stdout == "", args
 
 
 @pytest.mark.parametrize(

@@ -297,16 +297,19 @@ def test_redeploy_failing_while_first_rollout_never_served_stays_failed(
         rt.close()
 
 
-def test_deploy_without_wait_then_status_marks_running(runtime: Runtime, aws: AwsClients) -> None:
+def test_deploy_without_wait_then_status_marks_running(
+    runtime: Runtime, aws: AwsClients, strict: StrictAws
+) -> None:
+    strict.ecs.task_start = 3.0  # long enough to see "not yet" on a busy machine
     op = deploy(runtime, wait=False)
     assert op.status == "succeeded"
     assert runtime.store.get_env(ENV)["status"] == "deploying"  # type: ignore[index]
     assert runtime.store.deployments(ENV)[0]["result"] == "started"
-    # The tasks take TEST_RULES.task_start to run: status asks ECS, and says so meanwhile.
+    # The tasks take task_start to run: status asks ECS, and says so meanwhile.
     status = runtime.apps.status(ENV)
     assert status["env"]["status"] == "deploying"
     assert status["live"]["web"]["running"] == 0
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     while status["env"]["status"] != "running" and time.monotonic() < deadline:
         time.sleep(0.2)
         status = runtime.apps.status(ENV)

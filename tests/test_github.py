@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -140,6 +141,48 @@ def test_a_comment_deploys_and_github_follows_the_deploy(make: Make, gh: FakeGit
     gh.wait_for(lambda: "Stopped" in next(iter(gh.comments.values()))["body"])
     assert len(gh.comments) == 1
     assert all(c.token == "ghp_test" for c in gh.calls)
+
+
+def latest_status(gh: FakeGitHub, deployment_id: int) -> str | None:
+    """The newest status of a deployment, as GitHub lists them (``GET .../statuses``)."""
+    request = urllib.request.Request(
+        f"{gh.url}/repos/{REPO}/deployments/{deployment_id}/statuses",
+        headers={"Authorization": "token ghp_test", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        listed = json.loads(resp.read())
+    return str(max(listed, key=lambda s: s["id"])["state"]) if listed else None
+
+
+def test_a_redeploy_retires_the_deployment_it_replaces(
+    make: Make, gh: FakeGitHub, admin: AwsClients
+) -> None:
+    """Transient deployments are never retired by GitHub's ``auto_inactive``: revieee marks the
+    one a new commit replaces ``inactive`` itself (and a stop, the last one, once)."""
+    rig = make()
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    (first,) = gh.deployments
+    gh.wait_for(lambda: latest_status(gh, first) == "success")
+
+    new_sha = "d" * 40
+    push_image(admin.ecr, "shop-web", f"changes-{new_sha[:7]}")
+    sync = json.loads((FIXTURES / "pull_request/synchronize.payload.json").read_text())
+    sync["pull_request"]["head"]["sha"] = new_sha
+    rig.github("pull_request", json.dumps(sync).encode())
+    rig.settle()
+    gh.wait_for(lambda: len(gh.deployments) == 2)
+    second = max(gh.deployments)
+    assert gh.deployments[second]["ref"] == new_sha
+    gh.wait_for(lambda: latest_status(gh, second) == "success")
+    assert latest_status(gh, first) == "inactive"
+    assert [s["state"] for s in gh.statuses[first]] == ["in_progress", "success", "inactive"]
+    assert gh.statuses[first][-1]["description"] == f"superseded by {second}"
+
+    rig.github("issue_comment", comment("/revieee stop"))
+    rig.settle()
+    gh.wait_for(lambda: latest_status(gh, second) == "inactive")
+    assert [s["state"] for s in gh.statuses[first]].count("inactive") == 1
 
 
 def test_status_and_help_are_answered_in_the_pr(make: Make, gh: FakeGitHub) -> None:
@@ -271,7 +314,7 @@ def test_github_errors(make: Make, gh: FakeGitHub) -> None:
     rig.github("issue_comment", comment("/revieee status"))
     rig.settle()
     # the permission check got through; the command ran (nothing is deployed yet)
-    assert outcome(rig) == "failed: status: no environment named 'changes'; `list` shows them"
+    assert outcome(rig) == "failed: status: no environment named 'changes'; \"list\" shows them"
     assert len(gh.of("GET", r"/collaborators/Codertocat/permission")) == 3
 
     # a rate limit with a far reset: the delivery waits for the reset instead of a thread
@@ -389,6 +432,47 @@ def test_the_fake_compares_owner_and_repository_ignoring_case(gh: FakeGitHub) ->
     permission = get(gh, "/repos/CODERTOCAT/hello-world/collaborators/codertocat/permission")
     assert permission[1]["permission"] == "write"
     assert get(gh, f"/repos/{REPO}/branches/Changes")[0] == 404  # branch names are exact
+
+
+def test_the_fake_retires_only_non_transient_deployments_on_success(gh: FakeGitHub) -> None:
+    """GitHub's ``auto_inactive`` (default true): a ``success`` makes the environment's earlier
+    successful deployments inactive, unless they are transient (or production)."""
+    from github import Auth, Github, GithubException
+
+    repo = Github(base_url=gh.url, auth=Auth.Token("ghp_test"), lazy=True).get_repo(REPO)
+
+    def deploy(environment: str, transient: bool) -> Any:
+        made = repo.create_deployment(
+            ref="changes",
+            environment=environment,
+            transient_environment=transient,
+            required_contexts=[],
+        )
+        made.create_status("success")
+        return made
+
+    kept, staged = deploy("review/x", transient=True), deploy("staging", transient=False)
+    production = deploy("production", transient=False)
+    deploy("review/x", transient=True)
+    deploy("staging", transient=False)
+    deploy("production", transient=False)
+    assert [s.state for s in kept.get_statuses()] == ["success"]
+    assert [s.state for s in staged.get_statuses()] == ["inactive", "success"]  # newest first
+    assert [s.state for s in production.get_statuses()] == ["success"]
+
+    # no auto_inactive, no retirement; a state GitHub does not know is refused
+    later = repo.create_deployment(ref="changes", environment="qa", required_contexts=[])
+    later.create_status("success")
+    repo.create_deployment(ref="changes", environment="qa", required_contexts=[]).create_status(
+        "success", auto_inactive=False
+    )
+    assert [s.state for s in later.get_statuses()] == ["success"]
+    with pytest.raises(GithubException) as refused:
+        later.create_status("done")
+    assert refused.value.status == 422
+    # a deployment is found under its own repository only (names compared ignoring case)
+    assert get(gh, f"/repos/acme/other/deployments/{later.id}")[0] == 404
+    assert get(gh, f"/repos/codertocat/hello-world/deployments/{later.id}")[0] == 200
 
 
 def test_the_forge_never_asks_for_a_branch_git_forbids(gh: FakeGitHub) -> None:

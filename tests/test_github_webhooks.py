@@ -355,6 +355,34 @@ def test_repository_names_are_compared_ignoring_case(rig: SlackRig) -> None:
     assert rig.runtime.store.get_pull(REPO, 2)["fork"] == 0  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    "rig", [{"pull_requests": "all", "repository_case": "codertocat/HELLO-WORLD"}], indirect=True
+)
+def test_pushes_and_ci_runs_of_a_repository_spelt_otherwise_count(
+    rig: SlackRig, admin: AwsClients
+) -> None:
+    """A push's commit is the one redeployed, and a CI run is found by the service's repository,
+    though the recorded payloads say ``Codertocat/Hello-World`` and the app another case."""
+    send(rig, "pull_request/opened.payload.json")
+    new_sha = "e" * 40
+    push_image(admin.ecr, "shop-web", f"changes-{new_sha[:7]}")
+    push = fixture("push/with-new-branch.payload.json")
+    assert push["repository"]["full_name"] == REPO
+    push |= {"ref": "refs/heads/changes", "after": new_sha, "created": False}
+    rig.github("push", json.dumps(push).encode())
+    rig.settle()
+    assert outcome(rig) == f"redeploy {ENV} at {new_sha[:7]}"
+    assert [d["sha"] for d in rig.runtime.store.deployments(ENV)] == [new_sha, HEAD_SHA]
+
+    run = fixture("workflow_run/completed.with-pull-requests.payload.json")
+    run["repository"]["full_name"] = REPO
+    rig.github("workflow_run", json.dumps(run).encode())
+    rig.settle()
+    sha = run["workflow_run"]["head_sha"]
+    (recorded,) = rig.runtime.store.ci_runs("codertocat/HELLO-WORLD", sha)
+    assert recorded["conclusion"] == "success"
+
+
 # -- the endpoint ---------------------------------------------------------------------------------
 
 

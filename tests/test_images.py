@@ -203,10 +203,29 @@ def test_a_long_log_is_batched_in_the_thread_and_uploaded_whole_as_a_file(
     assert content.count("layer ") == 1000 and "layer 0999" in content
     assert "[PROVISIONING] line 0" in content  # the whole log, not just the rest
     assert "built shop-web:" in (upload["initial_comment"] or "")
+    assert upload["snippet_type"] == "text"  # under Slack's 1 MB for a snippet
     # no more than one post per interval in the thread (files included, small jitter allowed)
     stamps = sorted(fake.post_times(ts))
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps and min(gaps) >= 0.25, gaps
+
+
+def test_a_log_above_the_snippet_size_goes_up_as_a_plain_file(
+    make_rig: MakeRig,
+    aws: AwsClients,
+    admin: AwsClients,
+    builds: ScriptedCodeBuild,
+    fake: FakeSlack,
+) -> None:
+    make_project(admin)
+    lines = tuple(f"layer {i:04d} " + "x" * 900 for i in range(1300))  # 1.2 MB (lines < 1,000)
+    builds.script = succeeding(build_lines=lines)
+    rig = make_rig(app=web(**CODEBUILD), build_log_lines=20, log_post_interval=0.05)
+    rig.command(f"deploy {BRANCH} --sha {SHA}")
+    assert rig.wait_status(ENV, "running", "failed")["status"] == "running"
+    rig.drain()
+    (upload,) = fake.uploads  # the fake answers snippet_too_large to a snippet above 1 MB
+    assert upload["snippet_type"] is None and upload["content"].decode().count("layer ") == 1300
 
 
 def test_a_failed_file_upload_still_posts_the_summary_and_keeps_the_thread_going(

@@ -16,6 +16,7 @@ import pytest
 
 from bot.app import Runtime, build
 from bot.aws import AwsClients
+from bot.lifecycle import REMINDED_STATUSES
 from bot.naming import ecs_service_name, env_name
 from bot.operations import OperationRunner, is_orphan
 from bot.sandbox import Seeded, StrictSandbox, sandbox_settings
@@ -253,3 +254,30 @@ def test_worker_killed_mid_deploy_is_resumed_without_orphans(
     )
     names = [s["Name"] for s in admin.servicediscovery.list_services()["Services"]]
     assert sorted(names) == sorted([f"web.{ENV}", f"api.{ENV}"])
+
+
+def test_an_environment_whose_deploy_recovery_gave_up_on_ends_failed_and_expiring(
+    tmp_path: Path,
+) -> None:
+    """Recovery that fails an operation after max_attempts must not leave its environment
+    `deploying` for ever (unreminded, never expired, invisible to the sweeper): it ends
+    `failed`, with an expiry, so the lifecycle reminds its owner and stops it."""
+    store = Store(tmp_path / "r.db")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    op, _ = store.enqueue("deploy", "web-b", "web", "b", {}, "U0ALICE", "slack")
+    store.claim_next(f"{socket.gethostname()}:{dead.pid}")
+    store.upsert_env("web-b", app="web", branch="b", status="deploying", owner="U0ALICE")
+    dep = store.start_deployment(
+        env="web-b", app="web", branch="b", sha=None, requested_by="U0ALICE", source="slack",
+        operation_id=op.id,
+    )  # fmt: skip
+    store.db.conn.execute("update operations set attempts = 3, step = 'deploying' where id = ?",
+                          [op.id])  # fmt: skip
+    runner = OperationRunner(store, lambda op: None, max_attempts=3)
+    assert runner.recover() == ([], [op.id])
+    env = store.get_env("web-b")
+    assert env is not None and env["status"] == "failed" and env["status"] in REMINDED_STATUSES
+    assert "gave up" in env["error"] and env["expires_at"] is not None
+    (row,) = [d for d in store.deployments("web-b") if d["id"] == dep]
+    assert row["result"] == "interrupted"

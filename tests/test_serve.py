@@ -278,6 +278,7 @@ SCOPE_OF = {
     "views_publish": None,  # no scope: the app's own Home tab
     "chat_getPermalink": None,  # no scope required
     "auth_test": None,
+    "conversations_join": "channels:join",  # joins the public channels it posts in
 }
 
 

@@ -283,7 +283,7 @@ def test_the_stop_reaction_on_the_message_stops_the_environment(rig: SlackRig) -
     described = rig.runtime.clients.ecs.describe_services(
         cluster=rig.runtime.settings.cluster, services=[f"{ENV}-web", f"{ENV}-api"]
     )["services"]
-    assert [s["status"] for s in described] == ["INACTIVE", "INACTIVE"]
+    assert {s["status"] for s in described} <= {"DRAINING", "INACTIVE"}  # deleted (ECS drains)
 
 
 def test_configured_stop_reactions(make_rig: MakeRig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.github.markdown import code, fence, mention, text
 from bot.phases import DeployView
 
 MARK = "<!-- revieee:{env} -->"
@@ -28,11 +29,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def _who(user: str | None) -> str:
-    if not user:
-        return "someone"
-    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
-        return "a Slack user"  # Slack ids mean nothing on GitHub
-    return f"@{user}"
+    return mention(user).replace("|", "\\|")
 
 
 def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
@@ -40,7 +37,7 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
     emoji, label = STATUS[view.phase]
     if view.phase == "failed" and view.serving:
         label = "Redeploy failed (the previous version still serves)"
-    name = f"[`{view.env}`]({view.url})" if view.phase == "ready" else f"`{view.env}`"
+    name = f"[{code(view.env)}]({view.url})" if view.phase == "ready" else code(view.env)
     lines = [
         MARK.format(env=view.env),
         f"### {emoji} Review environment {name}: {label}",
@@ -48,9 +45,9 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
         "| | |",
         "| --- | --- |",
         f"| **URL** | {view.url} |" if view.phase != "stopped" else f"| **URL** | ~~{view.url}~~ |",
-        f"| **Commit** | `{view.sha[:7]}` |" if view.sha else "| **Commit** | - |",
-        f"| **Branch** | `{view.branch}` |",
-        f"| **App** | {view.app} |",
+        f"| **Commit** | {code(view.sha[:7], table=True)} |" if view.sha else "| **Commit** | - |",
+        f"| **Branch** | {code(view.branch, table=True)} |",
+        f"| **App** | {view.app} |",  # from the configuration
         f"| **Last deploy** | {_when(view.started_at)} by {_who(view.requested_by)} |",
     ]
     if view.pinned and view.phase not in ("stopped", "stopping"):
@@ -58,13 +55,13 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
     elif view.expires_at and view.phase not in ("stopped", "stopping"):
         lines.append(f"| **Expires** | {_when(view.expires_at)} |")
     if view.phase == "stopped" and view.stop_reason:
-        lines.append(f"| **Stopped** | {_when(view.stopped_at)} by revieee: {view.stop_reason} |")
+        why = text(view.stop_reason)
+        lines.append(f"| **Stopped** | {_when(view.stopped_at)} by revieee: {why} |")
     elif view.phase == "stopped":
         lines.append(f"| **Stopped** | {_when(view.stopped_at)} by {_who(view.stopped_by)} |")
     if view.phase == "failed" and view.reason:
-        reason = view.reason if len(view.reason) <= MAX_REASON else view.reason[:MAX_REASON] + "…"
-        lines += ["", "<details><summary>Why it failed</summary>", "", "```", reason, "```", "",
-                  "</details>"]  # fmt: skip
+        lines += ["", "<details><summary>Why it failed</summary>", "",
+                  *fence(view.reason, MAX_REASON), "", "</details>"]  # fmt: skip
         if view.log_url:
             lines += ["", f"[Full build log]({view.log_url}) (AWS console)"]
     lines.append("")

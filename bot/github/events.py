@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ from bot.github.forge import (
     is_branch_name,
     same_repository,
 )
+from bot.github.markdown import code, fence, mention
+from bot.github.markdown import text as md_text
 from bot.naming import env_name
 from bot.review import ReviewApps
 from bot.store import Store
@@ -87,6 +88,12 @@ def pull_from_payload(payload: dict[str, Any]) -> PullInfo:
         draft=bool(pr.get("draft")),
         labels=tuple(label["name"] for label in pr.get("labels") or []),
     )
+
+
+def as_configured(app: AppConfig, repository: str) -> str:
+    """``repository`` as ``app`` spells it: the engine and the store compare names exactly, and
+    GitHub's (``Codertocat/Hello-World``) may differ in case from the configuration's."""
+    return next((r for r in app.repositories if same_repository(r, repository)), repository)
 
 
 def branch_of(pull: PullInfo) -> str:
@@ -205,12 +212,9 @@ class GitHubEvents:
     @staticmethod
     def _context(app: AppConfig, pull: PullInfo) -> dict[str, Any]:
         # The head commit belongs to the base repository's services, a fork's too: GitHub makes
-        # it reachable there (refs/pull/N/head). Named as the app spells it, for the engine.
-        sha_repository = next(
-            (r for r in app.repositories if same_repository(r, pull.repository)), pull.repository
-        )
+        # it reachable there (refs/pull/N/head).
         return {
-            "sha_repository": sha_repository,
+            "sha_repository": as_configured(app, pull.repository),
             "repository": pull.repository,
             "pr_number": pull.number,
             "pr_url": pull.html_url,
@@ -330,7 +334,10 @@ class GitHubEvents:
             env = env_name(app.name, branch)
             if not self._live(env) or self._already_deploying(env, sha):
                 continue
-            context: dict[str, Any] = {"sha_repository": repository, "repository": repository}
+            context: dict[str, Any] = {
+                "sha_repository": as_configured(app, repository),
+                "repository": repository,
+            }
             self.apps.request_deploy(
                 branch, app.name, sha=sha, requested_by=pusher, source=SOURCE, context=context
             )
@@ -362,7 +369,8 @@ class GitHubEvents:
         run = payload.get("workflow_run") or {}
         if payload.get("action") != "completed" or not run.get("head_sha"):
             return Outcome(f"ignored: workflow_run {payload.get('action')}")
-        repository = payload["repository"]["full_name"]
+        # the engine looks runs up by a service's repository, spelt as the (first) app spells it
+        repository = as_configured(apps[0], payload["repository"]["full_name"])
         self.store.record_ci_run(
             int(run["id"]),
             repository=repository,
@@ -403,7 +411,8 @@ class GitHubEvents:
             self._reply(
                 repository,
                 int(issue["number"]),
-                f"@{user} only people with write access to {repository} can run `/revieee` "
+                f"{mention(user)} only people with write access to {code(repository)} can run "
+                "`/revieee` "
                 f"commands (you have {permission}).",
             )
             return Outcome(f"refused: {user} has {permission} permission")
@@ -413,7 +422,7 @@ class GitHubEvents:
             cmd = parse(self._with_defaults(line, pull))
         except UsageError as exc:
             self.forge.react(repository, comment_id, "confused")
-            self._reply(repository, pull.number, f"@{user}\n```\n{exc}\n```")
+            self._reply(repository, pull.number, answer(user, exc))
             return Outcome(f"usage error: {exc}")
         context: dict[str, Any] = {"repository": repository}
         if isinstance(cmd, Deploy):
@@ -428,7 +437,7 @@ class GitHubEvents:
                     "fork's pull request, comment `/revieee deploy` on it, or pass --sha"
                 )
                 self.forge.react(repository, comment_id, "confused")
-                self._reply(repository, pull.number, f"@{user}\n```\n{error}\n```")
+                self._reply(repository, pull.number, answer(user, error))
                 return Outcome(f"usage error: {error}")
             chosen = self.settings.apps.get(cmd.app or "", app)
             self._link(chosen, pull)
@@ -444,7 +453,7 @@ class GitHubEvents:
             said = logs_summary(reply.data["logs"])
             self._reply(repository, pull.number, logs_comment(user, reply.data["logs"]))
         elif not reply.ok or isinstance(cmd, Status | List | Help | Keep):
-            self._reply(repository, pull.number, f"@{user}\n```\n{reply.text}\n```")
+            self._reply(repository, pull.number, answer(user, reply.text))
         envs = [reply.data["env"]] if reply.data.get("env") else []
         return Outcome(f"{'ran' if reply.ok else 'failed'}: {line}: {said}", envs)
 
@@ -470,6 +479,11 @@ class GitHubEvents:
             log.warning("could not reply on %s#%s: %s", repository, number, exc)
 
 
+def answer(user: str, said: object) -> str:
+    """A command's answer (plain text) as a PR comment: to its author, in a code block."""
+    return f"{mention(user)}\n" + "\n".join(fence(str(said), 60_000))
+
+
 def logs_comment(user: str, result: ContainerLogs) -> str:
     """A ``logs`` answer as a PR comment: the newest lines that fit in :data:`MAX_LOG_CHARS`, in
     a code block, and how many older ones were left out."""
@@ -481,17 +495,17 @@ def logs_comment(user: str, result: ContainerLogs) -> str:
         kept.append(line)
         size += len(line) + 1
     kept.reverse()
-    parts = [f"@{user} {logs_summary(result)}"]
+    parts = [f"{mention(user)} {md_text(logs_summary(result), None)}"]
     if kept:
-        longest = max((len(run) for line in kept for run in re.findall(r"`+", line)), default=0)
-        fence = "`" * max(3, longest + 1)  # no line can close the block
-        parts.append(f"{fence}\n" + "\n".join(kept) + f"\n{fence}")
+        parts.append("\n".join(fence("\n".join(kept), None)))  # no line can close the block
     left_out = len(result.lines) - len(kept)
     if left_out:
         parts.append(
             f"{left_out} earlier line(s) left out to fit in a comment; ask for fewer with "
             "`--lines` or a shorter `--since`."
         )
-    parts += [f"- {note}" for note in result.notes]
-    parts += [f"- [log group `{g}` in the AWS console]({link})" for g, link in result.links.items()]
+    parts += [f"- {md_text(note, 1000)}" for note in result.notes]
+    parts += [
+        f"- [log group {code(g)} in the AWS console]({link})" for g, link in result.links.items()
+    ]
     return "\n\n".join(parts)

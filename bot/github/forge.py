@@ -140,7 +140,7 @@ class GitHubForge:
         )
         self._lock = threading.Lock()
         self._clients: dict[str, Github] = {}  # by installation id ("token" for a token)
-        self._installations: dict[str, int] = {}  # owner -> installation id
+        self._installations: dict[str, int] = {}  # owner, casefolded -> installation id
         self._app: Auth.AppAuth | None = None
         if token:
             self._clients["token"] = self._client(Auth.Token(token))
@@ -186,7 +186,7 @@ class GitHubForge:
         assert self._app is not None
         owner, _, name = repository.partition("/")
         with self._lock:
-            installation = self._installations.get(owner)
+            installation = self._installations.get(owner.casefold())  # as GitHub compares owners
         if installation is None:
             integration = GithubIntegration(
                 auth=self._app, base_url=self.api_url, timeout=int(self._timeout), retry=self._retry
@@ -196,7 +196,7 @@ class GitHubForge:
             except Exception as exc:
                 raise _error(f"finding the app installation for {repository}", exc) from exc
             with self._lock:
-                self._installations[owner] = installation
+                self._installations[owner.casefold()] = installation
         key = str(installation)
         with self._lock:
             if key not in self._clients:

@@ -1,8 +1,10 @@
 """Reporting back to GitHub: the living PR comment of each environment's pull requests, and a
 GitHub deployment per deploy (``review/<env>``, transient) whose statuses follow it:
 ``in_progress``, ``success`` with the environment URL (the PR's "View deployment"), ``failure``,
-and ``inactive`` once stopped. Like the Slack notifier it listens to the core and talks to
-GitHub on a thread of its own: GitHub being slow or down never slows or fails an operation."""
+and ``inactive`` once stopped or superseded. Transient deployments are never retired by GitHub's
+``auto_inactive``, so a redeploy marks the deployment it replaces ``inactive`` itself. Like the
+Slack notifier it listens to the core and talks to GitHub on a thread of its own: GitHub being
+slow or down never slows or fails an operation."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 
 from bot.config import Settings
 from bot.github.comment import pr_comment
-from bot.github.forge import Forge, GitHubError
+from bot.github.forge import Forge, GitHubError, same_repository
 from bot.phases import phase_of, view_of
 from bot.serial import SerialWorker
 from bot.store import Operation, Store
@@ -20,6 +22,7 @@ from bot.store import Operation, Store
 log = logging.getLogger("revieee.github")
 
 DEPLOYMENT_KIND = "gh-deployment:"
+RETIRED = "inactive"  # the third part of a deployment's reference once it was marked inactive
 STATE_OF_PHASE = {
     "queued": "queued",
     "resolving": "in_progress",
@@ -70,10 +73,12 @@ class GitHubNotifier:
     # -- on the worker ---------------------------------------------------------------------------
 
     def _repositories(self, op: Operation) -> list[str]:
-        repos = [p["repository"] for p in self.store.pulls_for(op.env)]
-        if op.params.get("repository"):
-            repos.append(op.params["repository"])
-        return list(dict.fromkeys(repos))
+        repos: list[str] = []
+        named = [p["repository"] for p in self.store.pulls_for(op.env)]
+        for repo in [*named, op.params.get("repository") or ""]:
+            if repo and not any(same_repository(repo, r) for r in repos):
+                repos.append(repo)  # one deployment per repository, however it is spelt
+        return repos
 
     def _report(self, op: Operation, phase: str) -> None:
         if not self._repositories(op):
@@ -118,10 +123,12 @@ class GitHubNotifier:
                         f"revieee: {op.branch} as {op.env}",
                     )
                     self.store.set_message(op.env, kind, repo, f"{deployment_id}:{op.id}")
-                elif ref is not None:
-                    deployment_id = int(str(ref["ts"]).split(":")[0])
+                    if ref is not None:
+                        self._retire(op, repo, ref, f"superseded by {deployment_id}")
+                elif ref is not None and not (state == "inactive" and self._retired(ref)):
+                    deployment_id = self._deployment_of(ref)
                 else:
-                    continue  # a stop with no deployment to mark inactive
+                    continue  # a stop with no deployment to mark inactive, or one already
                 self.forge.deployment_status(
                     repo,
                     deployment_id,
@@ -135,13 +142,45 @@ class GitHubNotifier:
                     }[state],
                     log_url=self.slack_link(op.env),
                 )
+                self._mark_retired(op.env, kind, repo, state == "inactive")
             except GitHubError as exc:
                 self._failed(op, exc)
+
+    def _retire(self, op: Operation, repo: str, ref: dict[str, object], why: str) -> None:
+        """Mark the deployment a new one replaces ``inactive`` (unless a stop already did): its
+        environment is transient, so GitHub's ``auto_inactive`` leaves it as it was."""
+        if self._retired(ref):
+            return
+        try:
+            self.forge.deployment_status(
+                repo,
+                self._deployment_of(ref),
+                "inactive",
+                description=why,
+                log_url=self.slack_link(op.env),
+            )
+        except GitHubError as exc:
+            self._failed(op, exc)
+
+    def _mark_retired(self, env: str, kind: str, repo: str, retired: bool) -> None:
+        """Whether the latest status of the environment's deployment is ``inactive``."""
+        ref = self.store.get_message(env, kind)
+        if ref is not None and self._retired(ref) != retired:
+            ts = ":".join(str(ref["ts"]).split(":")[:2])
+            self.store.set_message(env, kind, repo, f"{ts}:{RETIRED}" if retired else ts)
+
+    @staticmethod
+    def _deployment_of(ref: dict[str, object]) -> int:
+        return int(str(ref["ts"]).split(":")[0])
 
     @staticmethod
     def _operation_of(ref: dict[str, object]) -> int | None:
         parts = str(ref["ts"]).split(":")
         return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    @staticmethod
+    def _retired(ref: dict[str, object]) -> bool:
+        return str(ref["ts"]).split(":")[2:3] == [RETIRED]
 
     def _failed(self, op: Operation, exc: GitHubError) -> None:
         log.warning("github call failed op=%s env=%s: %s", op.id, op.env, exc)

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bot.github.events import HANDLED, SOURCE
+from bot.httpserver import Refused, read_body
 from bot.store import Store
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -39,10 +40,10 @@ class GitHubWebhook:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY:
-            return _answer(start_response, "413 Payload Too Large", {"ok": False})
-        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            body = read_body(environ, MAX_BODY)
+        except Refused as exc:
+            return _answer(start_response, exc.status, {"ok": False, "error": exc.error})
         if not github_signature_ok(self.secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256", "")):
             return _answer(
                 start_response, "401 Unauthorized", {"ok": False, "error": "invalid signature"}
@@ -80,6 +81,6 @@ def _payload(body: bytes, content_type: str) -> dict[str, Any] | None:
         if content_type.startswith("application/x-www-form-urlencoded"):
             text = parse_qs(text, strict_parsing=True)["payload"][0]
         data = json.loads(text)
-    except (UnicodeDecodeError, ValueError, KeyError):
+    except (UnicodeDecodeError, ValueError, KeyError, RecursionError):  # nested too deep
         return None
     return data if isinstance(data, dict) else None

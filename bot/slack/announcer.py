@@ -9,7 +9,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.blocks import reminder_message, summary_message
+from bot.slack.blocks import reminder_message, summary_message, who
 from bot.slack.notifier import MESSAGE_KIND
 from bot.store import Store
 
@@ -53,7 +53,7 @@ class SlackAnnouncer:
         """In the environment's thread (mentioning its owner), else to the owner directly."""
         ref = self.store.get_message(env["name"], MESSAGE_KIND)
         owner = env.get("owner")
-        mention = f"<@{owner}> " if owner and owner[:1] in ("U", "W") else ""
+        mention = f"{who(owner)} " if owner and who(owner).startswith("<@") else ""
         if ref is not None:
             self._post("owner note", ref["channel"], mention + text, thread_ts=ref["ts"])
         elif mention:

@@ -8,12 +8,13 @@ from typing import Any
 
 from bot.cost import money
 from bot.phases import DeployView
+from bot.slack.mrkdwn import MAX_FIELD, MAX_SECTION, code, fit, link, text
 
 Blocks = list[dict[str, Any]]
 
 MAX_BLOCKS = 50  # a message's limit
 MAX_HOME_BLOCKS = 100  # a Home tab's limit
-MAX_TEXT = 3000  # a section's text limit
+MAX_TEXT = MAX_SECTION  # a section's text limit
 
 PHASES = {
     "queued": (":hourglass_flowing_sand:", "Queued"),
@@ -35,23 +36,13 @@ ACTION_DELETE_ORPHAN = "revieee_delete_orphan"  # the sweeper's report (bot/swee
 ACTION_OPEN = "revieee_open"
 
 
-def escape(text: str) -> str:
-    """Slack's mrkdwn control characters escaped: the text cannot mention, ping or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def verbatim(line: str) -> str:
-    """A log line for a code block: escaped, and no triple backtick to close the block early."""
-    return escape(line).replace("```", "`\u200b``")
-
-
 def who(user: str | None) -> str:
-    """A Slack mention for Slack user ids, the name as is for anyone else."""
+    """A Slack mention for Slack user ids, the name (as text that cannot mention) otherwise."""
     if not user:
         return "someone"
-    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
+    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper() and len(user) <= 24:
         return f"<@{user}>"
-    return user
+    return text(user, 100)
 
 
 def elapsed(start: datetime | None, end: datetime) -> str:
@@ -73,8 +64,8 @@ def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str
     return f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>"
 
 
-def _truncate(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _truncate(mrkdwn: str, limit: int = MAX_TEXT) -> str:
+    return fit(mrkdwn, limit)
 
 
 def _button(
@@ -103,7 +94,7 @@ def _button(
 def _stop_confirm(env: str) -> dict[str, Any]:
     return {
         "title": {"type": "plain_text", "text": "Stop this environment?"},
-        "text": {"type": "mrkdwn", "text": f"`{env}` and its AWS resources will be removed."},
+        "text": {"type": "mrkdwn", "text": f"{code(env)} and its AWS resources will be removed."},
         "confirm": {"type": "plain_text", "text": "Stop it"},
         "deny": {"type": "plain_text", "text": "Keep it running"},
     }
@@ -131,21 +122,21 @@ def deploy_message(
     emoji, label = PHASES[view.phase]
     if view.phase == "failed" and view.serving:
         label = "Redeploy failed (previous version still serving)"
-    title = f"<{view.url}|{view.env}>" if view.phase == "ready" else f"`{view.env}`"
-    text = f"{emoji} {view.env}: {label}"
+    title = link(view.url, view.env) if view.phase == "ready" else code(view.env)
+    fallback = f"{emoji} {text(view.env, 200)}: {label}"
     end = view.finished_at or now
     fields = [
-        f"*Branch*\n`{view.branch}`",
-        f"*Commit*\n`{view.sha[:7]}`" if view.sha else "*Commit*\n-",
-        f"*App*\n{view.app}",
+        f"*Branch*\n{code(view.branch, MAX_FIELD - 12)}",
+        f"*Commit*\n{code(view.sha[:7])}" if view.sha else "*Commit*\n-",
+        f"*App*\n{text(view.app, 200)}",
         f"*Requested by*\n{who(view.requested_by)}",
         f"*Elapsed*\n{elapsed(view.started_at, end)}",
     ]
     if view.pull:
-        title = f" {_truncate(view.pull_title, 80)}" if view.pull_title else ""
-        by = f" by {view.pull_author}" if view.pull_author else ""
-        link = f"<{view.pull_url}|{view.pull}>" if view.pull_url else view.pull
-        fields.append(f"*Pull request*\n{link}{title}{by}")
+        pull_title = f" {text(view.pull_title, 80)}" if view.pull_title else ""
+        by = f" by {text(view.pull_author, 100)}" if view.pull_author else ""
+        pull = link(view.pull_url, view.pull, 40) if view.pull_url else text(view.pull, 40)
+        fields.append(fit(f"*Pull request*\n{pull}{pull_title}{by}", MAX_FIELD))
     if view.pinned and view.phase not in ("stopped", "stopping"):
         fields.append("*Expires*\nnever (pinned)")
     elif view.expires_at and view.phase not in ("stopped", "stopping"):
@@ -162,17 +153,17 @@ def deploy_message(
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"CodeBuild: {view.detail}"}],
+                "elements": [
+                    {"type": "mrkdwn", "text": f"CodeBuild: {text(view.detail, MAX_FIELD)}"}
+                ],
             }
         )
     if view.phase == "failed" and view.reason:
-        link = f"\n<{view.log_url}|Full build log in the AWS console>" if view.log_url else ""
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": _truncate(f"*Why:* {view.reason}") + link},
-            }
-        )
+        log = link(view.log_url, "Full build log in the AWS console") if view.log_url else ""
+        log = f"\n{log}" if log else ""
+        # the link is appended after the reason: both within the section's 3,000 characters
+        why = text(view.reason, MAX_SECTION - len("*Why:* ") - len(log), newlines=True)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {why}{log}"}})
     if view.phase == "stopped":
         at = slack_date(view.stopped_at) if view.stopped_at else "-"
         blocks.append(
@@ -182,7 +173,7 @@ def deploy_message(
                     {
                         "type": "mrkdwn",
                         "text": f"Stopped by {who(view.stopped_by)} at {at}"
-                        + (f": {_truncate(view.stop_reason, 500)}" if view.stop_reason else ""),
+                        + (f": {text(view.stop_reason, 500)}" if view.stop_reason else ""),
                     }
                 ],
             }
@@ -199,15 +190,15 @@ def deploy_message(
             ],
         }
     )
-    return text, blocks
+    return fallback, blocks
 
 
 def _env_line(row: dict[str, Any], now: datetime) -> str:
     created = datetime.fromisoformat(row["created_at"]) if row.get("created_at") else None
-    url = f"<{row['url']}|{row['name']}>" if row.get("url") else f"`{row['name']}`"
+    url = link(row["url"], row["name"]) if row.get("url") else code(row["name"])
     line = (
-        f"{PHASE_OF_STATUS.get(row['status'], '')} {url}  `{row['branch']}`  "
-        f"{row['status']}, {who(row.get('owner'))}, up {elapsed(created, now)}"
+        f"{PHASE_OF_STATUS.get(row['status'], '')} {url}  {code(row['branch'], 200)}  "
+        f"{text(row['status'])}, {who(row.get('owner'))}, up {elapsed(created, now)}"
     )
     if row.get("expires_at"):
         line += f", expires {slack_date(datetime.fromisoformat(row['expires_at']))}"
@@ -232,8 +223,8 @@ def list_blocks(
 ) -> tuple[str, Blocks]:
     """A listing that always fits Slack's limits: a line per environment, packed into sections
     of at most 3,000 characters and at most 50 blocks; past that, a count of the rest."""
-    text = f"{title}: {len(rows)}"
-    blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    fallback = f"{title}: {len(rows)}"
+    blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{fallback}*"}}]
     if not rows:
         blocks[0]["text"]["text"] = f"*{title}:* none"
         return f"{title}: none", blocks
@@ -270,7 +261,7 @@ def list_blocks(
                 ],
             }
         )
-    return text, blocks
+    return fallback, blocks
 
 
 def home_view(
@@ -329,16 +320,16 @@ def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
     with its owner, age, last activity, PR state, cost so far, and Keep / Stop now buttons."""
     items = reminder.items
     owners = sorted({who(i.owner) for i in items if i.owner})
-    text = f":alarm_clock: {len(items)} review environment(s) look forgotten"
+    fallback = f":alarm_clock: {len(items)} review environment(s) look forgotten"
     if owners:
-        text += f": {', '.join(owners)}"
+        fallback += f": {', '.join(owners)}"
     blocks: Blocks = [
         {
             "type": "section",
             "text": {
                 "type": "mrkdwn",
                 "text": _truncate(
-                    f"{text}. Keep what you still need; the rest is stopped when it expires."
+                    f"{fallback}. Keep what you still need; the rest is stopped when it expires."
                 ),
             },
         }
@@ -350,15 +341,15 @@ def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
             pr = (
                 f", PR {PR_STATE[item.pr_state]}"
                 if not item.pr_url
-                else (f", <{item.pr_url}|PR> {PR_STATE[item.pr_state]}")
+                else (f", {link(item.pr_url, 'PR')} {PR_STATE[item.pr_state]}")
             )
         elif item.pr_state == "open":
             pr = ", PR open"
         stops = f"\nStops {slack_date(item.stops_at)} unless kept." if item.stops_at else ""
-        name = f"<{item.url}|{item.name}>" if item.url else f"`{item.name}`"
+        name = link(item.url, item.name) if item.url else code(item.name)
         line = (
-            f"{PHASE_OF_STATUS.get(item.status, '')} *{name}* `{item.branch}` "
-            f"({who(item.owner)}): {item.reason}\n"
+            f"{PHASE_OF_STATUS.get(item.status, '')} *{name}* {code(item.branch, 200)} "
+            f"({who(item.owner)}): {text(item.reason, 500)}\n"
             f"{item.status}, up {elapsed(item.created_at, now)}, last activity "
             f"{slack_date(item.last_activity)}{pr}, about {money(item.cost)} so far{stops}"
         )
@@ -380,7 +371,7 @@ def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
             }
         )
     if len(items) > room:
-        rest = ", ".join(f"`{i.name}`" for i in items[room:])
+        rest = ", ".join(code(i.name) for i in items[room:])
         blocks.append(
             {
                 "type": "section",
@@ -405,13 +396,13 @@ def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
             ],
         }
     )
-    return text, blocks
+    return fallback, blocks
 
 
 def summary_message(summary: Any) -> tuple[str, Blocks]:
     """The weekly cost summary (a :class:`bot.lifecycle.Summary`)."""
     period = f"{summary.start:%Y-%m-%d} to {summary.end:%Y-%m-%d}"
-    text = (
+    fallback = (
         f":bar_chart: Review environments, {period}: {money(summary.total)} "
         f"for {summary.environments} environment(s)"
     )
@@ -423,7 +414,7 @@ def summary_message(summary: Any) -> tuple[str, Blocks]:
         f"{summary.auto_stopped} automatic stop(s), {money(summary.saved_sleep)} by sleep hours",
     ]
     top = [
-        f"{n}. `{env}` ({who(owner) if owner else 'no owner'}): {money(usd)}, {hours:,.0f} h"
+        f"{n}. {code(env)} ({who(owner) if owner else 'no owner'}): {money(usd)}, {hours:,.0f} h"
         for n, (env, owner, usd, hours) in enumerate(summary.top, 1)
     ]
     blocks: Blocks = [
@@ -452,4 +443,4 @@ def summary_message(summary: Any) -> tuple[str, Blocks]:
             ],
         }
     )
-    return text, blocks
+    return fallback, blocks

@@ -27,6 +27,7 @@ from slack_sdk.errors import SlackApiError
 from bot.authz import Authorizer
 from bot.container_logs import ContainerLogs
 from bot.review import RequestError, ReviewApps
+from bot.slack import mrkdwn
 from bot.slack.blocks import (
     ACTION_DELETE_ORPHAN,
     ACTION_KEEP,
@@ -34,18 +35,24 @@ from bot.slack.blocks import (
     ACTION_REDEPLOY,
     ACTION_STOP,
     ACTION_WAKE,
-    escape,
     home_view,
     list_blocks,
-    verbatim,
 )
-from bot.slack.notifier import CHANNEL_ERRORS, MAX_REPLY, MESSAGE_KIND, SlackNotifier
+from bot.slack.notifier import (
+    CHANNEL_ERRORS,
+    MAX_REPLY,
+    MESSAGE_KIND,
+    SlackNotifier,
+    join,
+    snippet_type,
+)
 from bot.store import Store
 from commands.parser import UsageError, parse
 from commands.run import Caller, Reply, logs_summary, run
 from commands.verbs import Command, Deploy, Keep, List, Logs, Stop, Wake
 
 log = logging.getLogger("revieee.slack")
+SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,20}")
 
 SOURCE = "slack"
 
@@ -87,6 +94,17 @@ def _dedupe(store: Store) -> Callable[..., Any]:
     return dedupe
 
 
+def _str_at(data: Any, *path: str | int) -> str | None:
+    """The non-empty string at ``path`` in a payload (``"actions", 0, "value"``), or None when
+    the payload has another shape."""
+    for step in path:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data if isinstance(data, str) and data else None
+
+
 def _caller(ctx: SlackContext, user: str, channel: str | None, response_url: str | None) -> Caller:
     context = {k: v for k, v in (("channel", channel), ("response_url", response_url)) if v}
     return Caller(user, SOURCE, ctx.authz, context, fast=True)
@@ -102,9 +120,13 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
         try:
             cmd = parse(body.get("text") or "")
         except UsageError as exc:
-            ack(response_type="ephemeral", text=f"```{exc}```")
+            ack(response_type="ephemeral", text=code_block(str(exc)))
             return
-        caller = _caller(ctx, body["user_id"], body.get("channel_id"), body.get("response_url"))
+        user = _str_at(body, "user_id")
+        if user is None:  # the HTTP front door refuses these; Socket Mode hands them over
+            ack(response_type="ephemeral", text="revieee cannot tell who typed that command")
+            return
+        caller = _caller(ctx, user, _str_at(body, "channel_id"), _str_at(body, "response_url"))
         reply = run(cmd, ctx.apps, caller)
         if isinstance(cmd, List) and reply.ok:
             text, blocks = list_blocks(reply.data["rows"], ctx.clock())
@@ -118,12 +140,12 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
                 if ref
                 else "they will be posted in this channel"
             )
-            text = f":scroll: fetching the last {cmd.lines} log lines of `{env}`...; {where}"
-            ack(response_type="ephemeral", text=text)
+            lines = f"the last {cmd.lines} log lines of {mrkdwn.code(env)}"
+            ack(response_type="ephemeral", text=f":scroll: fetching {lines}...; {where}")
             cmd = dataclasses.replace(cmd, env=env, app=None)
             ctx.later(_post_logs, ctx, client, respond, cmd, caller)
             return
-        ack(response_type="ephemeral", text=_reply_text(cmd, reply))
+        ack(response_type="ephemeral", text=reply_text(cmd, reply))
 
     return command
 
@@ -136,7 +158,7 @@ def _post_logs(
     with a code block; long output a file; problems are told through the response URL."""
     reply = run(cmd, ctx.apps, dataclasses.replace(caller, fast=False))
     if not reply.ok:
-        _respond(respond, _reply_text(cmd, reply))
+        _respond(respond, reply_text(cmd, reply))
         return
     result: ContainerLogs = reply.data["logs"]
     ref = ctx.store.get_message(result.env, MESSAGE_KIND)
@@ -145,23 +167,24 @@ def _post_logs(
     if not channel:
         _respond(respond, reply.text)
         return
-    head = f":scroll: {escape(logs_summary(result))}, asked by <@{caller.actor}>"
-    extras = [f"_{escape(note)}_" for note in result.notes] + [
-        f"<{link}|log group {escape(group)} in the AWS console>"
-        for group, link in result.links.items()
+    head = f":scroll: {mrkdwn.text(logs_summary(result), 1000)}, asked by <@{caller.actor}>"
+    extras = [f"_{mrkdwn.text(note, 1000)}_" for note in result.notes] + [
+        mrkdwn.link(url, f"log group {group} in the AWS console")
+        for group, url in result.links.items()
     ]
-    code = "```\n" + "\n".join(verbatim(line) for line in result.lines)
-    message = "\n".join([head, code + "\n```", *extras] if result.lines else [head, *extras])
+    lines = code_block("\n".join(result.lines))
+    message = "\n".join([head, lines, *extras] if result.lines else [head, *extras])
     try:
         if len(message) <= MAX_REPLY:
             client.chat_postMessage(channel=channel, text=message, unfurl_links=False, **thread)
         else:
+            join(client, channel)  # a file is shared only where the bot is a member
             client.files_upload_v2(
                 channel=channel,
                 content="\n".join(result.lines) + "\n",
                 filename=f"{result.env}-logs.txt",
                 title=f"{result.env}: last {len(result.lines)} log lines",
-                snippet_type="text",
+                snippet_type=snippet_type("\n".join(result.lines) + "\n"),
                 initial_comment="\n".join([head, *extras]),
                 **thread,
             )
@@ -170,13 +193,15 @@ def _post_logs(
         log.warning("posting logs failed env=%s error=%s", result.env, error)
         ctx.store.audit("slack error", None, result.env, SOURCE, verb="logs", error=error)
         if error in CHANNEL_ERRORS:
-            text = (
-                f":warning: I cannot post the logs of `{result.env}` in <#{channel}> ({error}): "
+            said = (
+                f":warning: I cannot post the logs of {mrkdwn.code(result.env)} in <#{channel}> "
+                f"({mrkdwn.text(error, 200)}): "
                 "invite me with `/invite @revieee`, then ask again."
             )
         else:
-            text = f":warning: could not post the logs of `{result.env}`: {error}"
-        _respond(respond, text)
+            why = mrkdwn.text(error, 200)
+            said = f":warning: could not post the logs of {mrkdwn.code(result.env)}: {why}"
+        _respond(respond, said)
 
 
 def _respond(respond: Callable[..., Any], text: str) -> None:
@@ -186,12 +211,26 @@ def _respond(respond: Callable[..., Any], text: str) -> None:
         log.warning("response_url failed: %s", exc)
 
 
-def _reply_text(cmd: Command, reply: Reply) -> str:
+def code_block(plain: str) -> str:
+    """Plain text (an answer, a usage message, log lines) in a ``` block it cannot leave."""
+    return "```\n" + "\n".join(mrkdwn.verbatim(line) for line in plain.split("\n")) + "\n```"
+
+
+def reply_text(cmd: Command, reply: Reply) -> str:
+    """A command's answer (plain text, see :mod:`commands.run`) as mrkdwn."""
+    said = mrkdwn.text(reply.text, MAX_REPLY)
+    if "\n" in reply.text:
+        said = code_block(reply.text)
+    for who in reply.data.get("mentions") or ():  # the users and groups a refusal names
+        if SLACK_ID.fullmatch(who):
+            said = re.sub(
+                rf"\b{who}\b", f"<!subteam^{who}>" if who[0] == "S" else f"<@{who}>", said
+            )
     if not reply.ok:
-        return f":no_entry: {reply.text}" if reply.data.get("refused") else reply.text
+        return f":no_entry: {said}" if reply.data.get("refused") else said
     if isinstance(cmd, List | Keep) or reply.operation is None:
-        return f"```{reply.text}```" if "\n" in reply.text else reply.text
-    return f":white_check_mark: {reply.text}"
+        return said
+    return f":white_check_mark: {said}"
 
 
 def _tell(
@@ -227,30 +266,33 @@ def _acked_later(ctx: SlackContext, work: Callable[..., None]) -> Callable[..., 
 def _clicked(
     ctx: SlackContext, body: dict[str, Any], client: WebClient, respond: Callable[..., Any]
 ) -> None:
-    action = body["actions"][0]
-    user = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id")
-    env = action["value"]
+    user = _str_at(body, "user", "id")
+    action_id = _str_at(body, "actions", 0, "action_id")
+    env = _str_at(body, "actions", 0, "value")
+    if user is None or action_id is None or env is None:
+        log.warning("block action without a user, action_id or value ignored")
+        return
+    channel = _str_at(body, "channel", "id")
     try:
         row = ctx.apps.find_env(env)
     except RequestError as exc:
-        _tell(client, user, channel, respond if channel else None, str(exc))
+        _tell(client, user, channel, respond if channel else None, mrkdwn.text(str(exc), 2000))
         return
     cmd: Command
-    if action["action_id"] == ACTION_REDEPLOY:
+    if action_id == ACTION_REDEPLOY:
         cmd = Deploy(branch=row["branch"], app=row["app"])
-    elif action["action_id"] == ACTION_STOP:
+    elif action_id == ACTION_STOP:
         cmd = Stop(env=row["name"])
-    elif action["action_id"] == ACTION_WAKE:
+    elif action_id == ACTION_WAKE:
         cmd = Wake(env=row["name"])
     else:
         cmd = Keep(env=row["name"])
     reply = run(cmd, ctx.apps, _caller(ctx, user, channel, body.get("response_url")))
     if not reply.ok or isinstance(cmd, Keep):
-        _tell(client, user, channel, respond if channel else None, _reply_text(cmd, reply))
+        _tell(client, user, channel, respond if channel else None, reply_text(cmd, reply))
     if isinstance(cmd, Keep) and reply.ok:
         ctx.notifier.refresh(row["name"])
-    if body.get("view", {}).get("type") == "home":
+    if _str_at(body, "view", "type") == "home":
         publish_home(ctx, client, user)
 
 
@@ -258,9 +300,12 @@ def _delete_clicked(
     ctx: SlackContext, body: dict[str, Any], client: WebClient, respond: Callable[..., Any]
 ) -> None:
     """The admin channel's Delete button on an orphan: admins only (when admins are set)."""
-    user = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id")
-    orphan_id = str(body["actions"][0].get("value", ""))
+    user = _str_at(body, "user", "id")
+    if user is None:
+        log.warning("delete click without a user ignored")
+        return
+    channel = _str_at(body, "channel", "id")
+    orphan_id = _str_at(body, "actions", 0, "value") or ""
     settings = ctx.apps.settings
     admins = list(settings.admins) + [a for app in settings.apps.values() for a in app.admins]
     allowed = (
@@ -279,8 +324,8 @@ def _delete_clicked(
         line = ctx.sweeper.delete(orphan_id, actor=user)
     except Exception as exc:  # told to the admin, who can try again
         log.warning("orphan delete failed id=%s: %s", orphan_id, exc)
-        line = f":warning: could not delete it: {exc}"
-    _tell(client, user, channel, respond, line)
+        line = f"could not delete it: {exc}"
+    _tell(client, user, channel, respond, mrkdwn.text(line, 2000))
 
 
 def _reaction(ctx: SlackContext) -> Callable[..., None]:
@@ -292,22 +337,26 @@ def _reaction(ctx: SlackContext) -> Callable[..., None]:
 
 def _reacted(ctx: SlackContext, event: dict[str, Any], client: WebClient) -> None:
     name = str(event.get("reaction", "")).split("::")[0]  # drop skin tones
-    item = event.get("item") or {}
-    if name not in ctx.apps.settings.stop_reactions or item.get("type") != "message":
+    user, channel, ts = (
+        _str_at(event, *p) for p in (("user",), ("item", "channel"), ("item", "ts"))
+    )
+    if name not in ctx.apps.settings.stop_reactions or _str_at(event, "item", "type") != "message":
         return
-    env = ctx.store.env_for_message(item.get("channel", ""), item.get("ts", ""))
+    if user is None or channel is None or ts is None:
+        return
+    env = ctx.store.env_for_message(channel, ts)
     if env is None:
         return  # a reaction on any other message does nothing
-    user = event["user"]
-    reply = run(Stop(env=env), ctx.apps, _caller(ctx, user, item["channel"], None))
+    reply = run(Stop(env=env), ctx.apps, _caller(ctx, user, channel, None))
     if not reply.ok:
-        _tell(client, user, item["channel"], None, _reply_text(Stop(env=env), reply))
+        _tell(client, user, channel, None, reply_text(Stop(env=env), reply))
 
 
 def _home(ctx: SlackContext) -> Callable[..., None]:
     def home(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab", "home") == "home":
-            ctx.later(publish_home, ctx, client, event["user"])
+        user = _str_at(event, "user")
+        if user is not None and event.get("tab", "home") == "home":
+            ctx.later(publish_home, ctx, client, user)
 
     return home
 

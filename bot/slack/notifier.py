@@ -25,7 +25,8 @@ from bot.config import Settings
 from bot.logtail import LogEvent
 from bot.phases import DeployView, phase_of, view_of
 from bot.serial import SerialWorker
-from bot.slack.blocks import deploy_message, verbatim, who
+from bot.slack.blocks import deploy_message, who
+from bot.slack.mrkdwn import code, link, text, verbatim
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.slack")
@@ -38,6 +39,9 @@ MAX_REPLY = 3500  # Slack advises keeping a message's text under 4,000 character
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
 RERENDER_STEPS = ("building image", "waiting for image")  # progress shown in the main message
 MAX_FILE_BYTES = 32 * 1024 * 1024  # of one log kept for its file (Slack takes up to 1 GB)
+# files.getUploadURLExternal: snippets are limited to 1 MB (``snippet_too_large``); a larger
+# log goes up as a plain text file.
+MAX_SNIPPET_BYTES = 1024 * 1024
 TAIL_SHOWN = 30  # lines of a failed log repeated in its summary
 
 
@@ -79,6 +83,7 @@ class SlackNotifier:
         self.monotonic = monotonic
         self.interval = settings.log_post_interval
         self._last_phase: dict[str, str] = {}
+        self._joined: set[str] = set()  # channels joined by this process (see join())
         self._threads: dict[str, _Thread] = {}  # what waits to be posted, by environment
         self._last_post: dict[str, float] = {}  # when each environment's thread got a post
         self._links: dict[str, str] = {}  # permalinks of deploy messages, by channel/ts
@@ -145,11 +150,13 @@ class SlackNotifier:
         if ref_after is None:
             return
         if op.params.get("reason"):
-            self._thread_reply(op, f":alarm_clock: revieee stops it: {op.params['reason']}")
+            self._thread_reply(
+                op, f":alarm_clock: revieee stops it: {text(op.params['reason'], 1000)}"
+            )
         elif ref is not None and (op.requested_by or op.kind not in ("sleep", "wake")):
             # (the nightly sleep and the morning wake edit the message, without a reply)
             verb = REQUESTED_VERB.get(op.kind, op.kind)
-            sha = f" of `{op.params['sha'][:7]}`" if op.params.get("sha") else ""
+            sha = f" of {code(op.params['sha'][:7])}" if op.params.get("sha") else ""
             self._thread_reply(op, f"{verb}{sha} requested by {who(op.requested_by)}")
 
     def _refresh(self, env: str) -> None:
@@ -164,7 +171,7 @@ class SlackNotifier:
     def _step(self, op: Operation, step: str, message: str) -> None:
         scheduled = op.kind in ("sleep", "wake") and not op.requested_by
         if not scheduled or step == "failed":  # the nightly sleep only edits the message
-            self._queue(op, "text", f"*{step}*: {message}")
+            self._queue(op, "text", step_reply(step, message))
         phase = phase_of(op, step)
         if (
             phase != self._last_phase.get(op.env)
@@ -177,7 +184,7 @@ class SlackNotifier:
         thread = self._threads.setdefault(op.env, _Thread())
         log_ = thread.logs.setdefault(event.stream, _Log())
         if event.note:
-            self._queue(op, "text", f"_{event.stream}: {event.note}_")
+            self._queue(op, "text", f"_{text(event.stream, 200)}: {text(event.note, 1000)}_")
         if event.lines:
             log_.total += len(event.lines)
             for line in event.lines:
@@ -195,7 +202,7 @@ class SlackNotifier:
                 self._queue(
                     op,
                     "text",
-                    f"_{event.stream}: the log is long; what follows goes into a file "
+                    f"_{text(event.stream, 200)}: the log is long; what follows goes into a file "
                     "posted here when it ends_",
                 )
         if event.done:
@@ -258,14 +265,14 @@ class SlackNotifier:
             return
         parts: list[str] = []
         if event.failed:
-            parts.append(f":x: {event.summary or event.stream + ' failed'}")
+            parts.append(f":x: {text(event.summary or event.stream + ' failed', 1000)}")
             tail = list(event.tail)[-TAIL_SHOWN:]
             if tail:
                 parts.append(f"Last {len(tail)} lines:\n" + _code(tail, MAX_REPLY - 400))
         elif event.summary:
-            parts.append(f":white_check_mark: {event.summary}")
+            parts.append(f":white_check_mark: {text(event.summary, 1000)}")
         if event.link:
-            parts.append(f"<{event.link}|Full log in the AWS console>")
+            parts.append(link(event.link, "Full log in the AWS console"))
         if log_.overflowed:
             name = event.stream.replace(" ", "-")
             content = "\n".join(log_.lines) + "\n"
@@ -278,8 +285,8 @@ class SlackNotifier:
                     content=content,
                     filename=f"{op.env}-{name}.log",
                     title=f"{event.stream} of {op.env} ({log_.total} lines)",
-                    snippet_type="text",
-                    initial_comment="\n".join(parts) or f"{event.stream}: the whole log",
+                    snippet_type=snippet_type(content),
+                    initial_comment="\n".join(parts) or f"{text(event.stream, 200)}: the whole log",
                 )
                 return
             except (SlackClientError, OSError) as exc:  # the summary still gets posted
@@ -309,6 +316,7 @@ class SlackNotifier:
                 channel=channel, text=text, blocks=blocks, unfurl_links=False
             )
             self.store.set_message(op.env, MESSAGE_KIND, str(resp["channel"]), str(resp["ts"]))
+            join(self.client, str(resp["channel"]), self._joined)
         except SlackApiError as exc:
             self._failed(op, exc)
 
@@ -335,7 +343,7 @@ class SlackNotifier:
             self._respond(
                 op.params["response_url"],
                 f":warning: I cannot post in <#{channel}> ({error}): invite me with "
-                f"`/invite @revieee`. The {op.kind} of `{op.env}` goes on regardless "
+                f"`/invite @revieee`. The {op.kind} of {code(op.env)} goes on regardless "
                 f"(operation {op.id}).",
             )
 
@@ -346,6 +354,35 @@ class SlackNotifier:
             )
         except Exception as exc:  # a report about a failure must not fail in turn
             log.warning("response_url failed: %s", exc)
+
+
+def snippet_type(content: str) -> str | None:
+    """``text`` for a file Slack can show as a snippet, None (a plain file) past 1 MB."""
+    return "text" if len(content.encode()) <= MAX_SNIPPET_BYTES else None
+
+
+def join(client: WebClient, channel: str, joined: set[str] | None = None) -> None:
+    """Make the bot a member of a public ``channel`` it posts in (``conversations.join``,
+    scope ``channels:join``): ``chat:write.public`` lets it post there without joining, but
+    Slack sends reactions only from channels the bot is in, and shares files only there.
+    A private channel or a direct message cannot be joined: the bot must be invited, and
+    Slack says so when a post is refused (``not_in_channel``). Once per channel and process."""
+    if joined is not None and channel in joined:
+        return
+    if not channel.startswith("C"):
+        return  # G... (private), D... (direct message): nothing to join
+    try:
+        client.conversations_join(channel=channel)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response else str(exc)
+        log.info("could not join channel=%s error=%s", channel, error)
+    if joined is not None:
+        joined.add(channel)
+
+
+def step_reply(step: str, message: str) -> str:
+    """The thread reply of one step: the engine's words are plain text, shown as such."""
+    return f"*{text(step, 100)}*: {text(message, MAX_REPLY - 120, newlines=True)}"
 
 
 def _code(lines: list[str], limit: int = MAX_REPLY) -> str:
