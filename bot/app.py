@@ -45,7 +45,9 @@ def build(
     environment, branches' commits are resolved through GitHub."""
     environ = os.environ if environ is None else environ
     secrets = secrets or Secrets.from_environ(environ)
-    forge = GitHubForge.from_secrets(secrets, environ.get("REVIEEE_GITHUB_API_URL"))
+    forge = GitHubForge.from_secrets(
+        secrets, environ.get("REVIEEE_GITHUB_API_URL"), settings.github_write_interval
+    )
     clients = clients or build_clients(
         settings.aws_retry_mode, settings.aws_max_attempts, pool_size=max(10, settings.workers + 4)
     )

@@ -147,6 +147,9 @@ class Settings:
     deploy_timeout: float = 600.0
     poll_interval: float = 5.0
     drain_timeout: float = 900.0
+    # GitHub: "wait at least one second between each" POST, PATCH, PUT or DELETE (REST API best
+    # practices, secondary rate limits); reads are paced at a quarter of it (PyGithub's default)
+    github_write_interval: float = 1.0
     workers: int = 4
     max_attempts: int = 3
     database: str = "revieee.db"
@@ -257,6 +260,16 @@ def _seconds(key: str, value: Any) -> float:
         raise ConfigError(
             key, f"must be a number of seconds above 0 (got {value!r})", f"{key} = 600"
         )
+    return float(value)
+
+
+def _pause(key: str, value: Any) -> float:
+    """Seconds between two calls: 0 (no pause) up to a minute."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
+        raise ConfigError(key, f"must be 0 to 60 seconds (got {value!r})", f"{key} = 1")
     return float(value)
 
 
@@ -566,6 +579,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "deploy_timeout": (_seconds, False, "deploy_timeout = 600"),
     "poll_interval": (_seconds, False, "poll_interval = 5"),
     "drain_timeout": (_seconds, False, "drain_timeout = 900"),
+    "github_write_interval": (_pause, False, "github_write_interval = 1"),
     "workers": (_int(1, 64), False, "workers = 4"),
     "max_attempts": (_int(1, 20), False, "max_attempts = 3"),
     "database": (_str, False, 'database = "revieee.db"'),

@@ -292,6 +292,7 @@ def sandbox_config(seeded: Seeded, database: str, **overrides: Any) -> dict[str,
         "poll_interval": 0.05,
         "log_post_interval": 0.05,
         "deploy_timeout": 5,
+        "github_write_interval": 0,  # the local GitHub fake has no secondary rate limit
         "default_channel": "#review-apps",
         "apps": {"shop": {"services": services}},
         **overrides,

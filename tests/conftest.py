@@ -9,11 +9,13 @@ looking at the result): the layer's rules apply to them, IAM does not."""
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from bot.app import Runtime, build
@@ -67,6 +69,13 @@ def moto_server(authorizer: RoleAuthorizer) -> Iterator[StrictSandbox]:
     box.stop()
 
 
+@functools.cache
+def role_session() -> boto3.session.Session:
+    """revieee's role's boto3 session (its credentials are the sandbox's environment), one for
+    the test session: fresh clients for each test, but the service models loaded once."""
+    return boto3.session.Session()
+
+
 @pytest.fixture
 def strict(moto_server: StrictSandbox) -> StrictAws:
     """The strict layer itself: its models, rules, counters and IAM denials."""
@@ -81,7 +90,7 @@ def aws(
     moto_server.reset()
     strict.ecs.drain = TEST_RULES.drain  # a test may have changed them
     strict.ecs.task_start = TEST_RULES.task_start
-    yield build_clients("standard", 3)
+    yield build_clients("standard", 3, session=role_session())
     if strict.denials and not request.node.get_closest_marker("denials"):
         lines = "\n".join(f"  {d}" for d in strict.denials)
         pytest.fail(f"IAM denied revieee's role {len(strict.denials)} call(s):\n{lines}")

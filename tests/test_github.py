@@ -439,7 +439,13 @@ def test_the_fake_retires_only_non_transient_deployments_on_success(gh: FakeGitH
     successful deployments inactive, unless they are transient (or production)."""
     from github import Auth, Github, GithubException
 
-    repo = Github(base_url=gh.url, auth=Auth.Token("ghp_test"), lazy=True).get_repo(REPO)
+    repo = Github(
+        base_url=gh.url,
+        auth=Auth.Token("ghp_test"),
+        lazy=True,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+    ).get_repo(REPO)
 
     def deploy(environment: str, transient: bool) -> Any:
         made = repo.create_deployment(
@@ -478,7 +484,7 @@ def test_the_fake_retires_only_non_transient_deployments_on_success(gh: FakeGitH
 def test_the_forge_never_asks_for_a_branch_git_forbids(gh: FakeGitHub) -> None:
     from bot.github.forge import GitHubForge
 
-    forge = GitHubForge(gh.url, token="ghp_test")
+    forge = GitHubForge(gh.url, token="ghp_test", write_interval=0)
     assert forge.resolve(REPO, FORK_BRANCH) is None
     assert forge.resolve(REPO, "changes") == HEAD_SHA
     assert forge.resolve("codertocat/hello-world", "changes") == HEAD_SHA

@@ -129,8 +129,10 @@ class GitHubForge:
         private_key: str | None = None,
         timeout: float = 10.0,
         max_rate_limit_wait: float = 30.0,
+        write_interval: float = 1.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        self._write_interval = write_interval  # see Settings.github_write_interval
         self._timeout = timeout
         self._retry = GithubRetry(
             total=3,
@@ -150,7 +152,9 @@ class GitHubForge:
             raise ValueError("GitHubForge needs a token or an app id and private key")
 
     @classmethod
-    def from_secrets(cls, secrets: Secrets, api_url: str | None) -> GitHubForge | None:
+    def from_secrets(
+        cls, secrets: Secrets, api_url: str | None, write_interval: float = 1.0
+    ) -> GitHubForge | None:
         """The forge for whichever credentials are set; None when none are."""
         token = secrets.get("GITHUB_TOKEN")
         app_id, key = secrets.get("GITHUB_APP_ID"), secrets.get("GITHUB_APP_PRIVATE_KEY")
@@ -168,7 +172,13 @@ class GitHubForge:
             raise ConfigError(
                 "GITHUB_APP_ID", f"must be a number (got {app_id!r})", "export GITHUB_APP_ID=123456"
             )
-        return cls(api_url or DEFAULT_API_URL, token=token, app_id=app_id, private_key=key)
+        return cls(
+            api_url or DEFAULT_API_URL,
+            token=token,
+            app_id=app_id,
+            private_key=key,
+            write_interval=write_interval,
+        )
 
     def _client(self, auth: Auth.Auth) -> Github:
         # lazy: objects are built from their URL, with no GET before each call
@@ -178,6 +188,8 @@ class GitHubForge:
             timeout=int(self._timeout),
             retry=self._retry,
             lazy=True,
+            seconds_between_requests=self._write_interval / 4,
+            seconds_between_writes=self._write_interval,
         )
 
     def _for(self, repository: str) -> Github:

@@ -102,6 +102,7 @@ class StrictAws:
         self.rules = rules or Rules()
         self.authorizer = authorizer
         self._target = urlsplit(upstream)
+        self._admin_session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self.buckets = Buckets(scale=self.rules.throttle_scale)
@@ -177,13 +178,17 @@ class StrictAws:
         return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": ROLE_KEY}
 
     def admin_session(self) -> boto3.session.Session:
-        """A boto3 session of the operator (no IAM, no throttling) through the layer."""
-        return boto3.session.Session(
-            aws_access_key_id=ADMIN_KEY,
-            aws_secret_access_key="admin",
-            aws_session_token=None,
-            region_name="us-east-1",
-        )
+        """A boto3 session of the operator (no IAM, no throttling) through the layer; one for
+        the layer's life (a session loads each service's model once: clients from a session
+        that has them are built ten times faster)."""
+        if self._admin_session is None:
+            self._admin_session = boto3.session.Session(
+                aws_access_key_id=ADMIN_KEY,
+                aws_secret_access_key="admin",
+                aws_session_token=None,
+                region_name="us-east-1",
+            )
+        return self._admin_session
 
     # -- requests --------------------------------------------------------------------------
 
