@@ -29,7 +29,6 @@ BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u
 LOOK_ALIKE = {"*": "\u2217", "~": "\u223c", "`": "\u02cb", "_": "\u02cd"}
 ZWJ = "\u200d"  # joins emoji sequences: kept
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_QUOTE = re.compile(r"^(\s*)&gt;", re.MULTILINE)
 
 
 def clean(text: str, newlines: bool = True) -> str:
@@ -76,16 +75,18 @@ def text(value: object, limit: int | None = None, newlines: bool = False) -> str
     ``limit``. Line breaks only with ``newlines``; no line can start a quote."""
     raw = clean(str(value)[: None if limit is None else limit + 1], newlines)
     pieces = []
+    line_start = True  # a template may put the text at the start of a line
     for i, ch in enumerate(raw):
-        if ch in _ESCAPES:
+        if ch == ">" and line_start:
+            pieces.append("\u200b&gt;")  # a line cannot start a quote
+        elif ch in _ESCAPES:
             pieces.append(_ESCAPES[ch])
         elif ch in LOOK_ALIKE and not (ch == "_" and _inside_word(raw, i)):
             pieces.append(LOOK_ALIKE[ch])
         else:
             pieces.append(ch)
-    out = _cut(pieces, limit)
-    # a template may put the text at the start of a line: no line of it may start a quote
-    return _QUOTE.sub("\\1\u200b&gt;", out)
+        line_start = ch == "\n" or (line_start and ch in " \t")
+    return _cut(pieces, limit)
 
 
 def code(value: object, limit: int | None = None) -> str:
@@ -121,14 +122,16 @@ def link(url: object, label: object, limit: int | None = None) -> str:
 
 
 def fit(mrkdwn: str, limit: int) -> str:
-    """Text that this module produced, cut to ``limit`` without splitting an entity or an
-    inline code span (a cut span is closed again)."""
+    """Text that this module produced, cut to ``limit`` without splitting an entity, a link or
+    an inline code span (a cut span is closed again)."""
     if len(mrkdwn) <= limit:
         return mrkdwn
     cut = mrkdwn[: limit - 2]
     amp = cut.rfind("&")
     if amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
+    if cut.rfind("<") > cut.rfind(">"):  # inside <url|label>: the whole link goes
+        cut = cut[: cut.rfind("<")]
     if cut.count("`") % 2:
         cut += "`"
     return cut + ELLIPSIS
