@@ -799,7 +799,7 @@ class Store:
     def get_pull(self, repository: str, number: int) -> dict[str, Any] | None:
         rows = list(
             self.db.query(
-                "select * from pull_requests where repository = ? and number = ?",
+                "select * from pull_requests where repository = ? collate nocase and number = ?",
                 [repository, number],
             )
         )
@@ -855,7 +855,7 @@ class Store:
         """Completed CI runs of a commit, newest first."""
         return list(
             self.db.query(
-                "select * from ci_runs where repository = ? and sha = ? "
+                "select * from ci_runs where repository = ? collate nocase and sha = ? "
                 "order by completed_at desc, id desc",
                 [repository, sha],
             )

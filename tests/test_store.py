@@ -122,3 +122,18 @@ def test_writes_from_many_threads(tmp_path: Path) -> None:
     assert len(ops) == 8 * 40 and len({op.id for op in ops}) == 8 * 40
     assert len(store.operations(status="queued")) == 8 * 4  # newest per environment
     assert len(store.audit_events()) == 8 * 40
+
+
+def test_repositories_are_found_whatever_their_case(tmp_path: Path) -> None:
+    """GitHub compares owner and repository names without case (`Codertocat/Hello-World` is
+    `codertocat/hello-world`): so do the store's look-ups of pull requests and CI runs."""
+    store = Store(tmp_path / "r.db")
+    store.link_pull("Codertocat/Hello-World", 2, env="web-x", title="t")
+    store.record_ci_run(
+        7, repository="Codertocat/Hello-World", sha="abc", name="ci", conclusion="success",
+        html_url="", completed_at="2026-12-03T10:00:00+00:00",
+    )  # fmt: skip
+    pull = store.get_pull("codertocat/hello-world", 2)
+    assert pull is not None and pull["env"] == "web-x"
+    assert [r["id"] for r in store.ci_runs("CODERTOCAT/HELLO-WORLD", "abc")] == [7]
+    assert store.get_pull("codertocat/other", 2) is None
