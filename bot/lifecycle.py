@@ -273,13 +273,7 @@ class Lifecycle:
             if "running" in states and states["running"][0] > 0
         ]
         running.sort(key=lambda item: (-item[2], item[0]))
-        auto_stopped = {
-            e["env"]
-            for e in self.store.db.query(
-                "select distinct env from usage where state = 'auto_stopped' and started_at >= ?",
-                [start.isoformat()],
-            )
-        }
+        auto_stopped = self.store.auto_stopped_since(start)
         return Summary(
             start=start,
             end=end,
@@ -302,9 +296,7 @@ class Lifecycle:
             return None
         summary = self.summary(now)
         if self.announcer is not None and not self.announcer.summary(channel, summary, now):
-            self.store.db.conn.execute(
-                "delete from job_runs where job = 'summary' and period = ?", [period]
-            )  # not posted: the next run tries again
+            self.store.release_period("summary", period)  # not posted: the next run tries again
             return None
         log.info("weekly summary posted period=%s total=%s", period, money(summary.total))
         return summary

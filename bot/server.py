@@ -377,12 +377,7 @@ class WebApp:
 
     def _health(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
-            counts = dict(
-                self.runtime.store.db.conn.execute(
-                    "select status, count(*) from operations where status in ('queued', 'running') "
-                    "group by status"
-                ).fetchall()
-            )
+            counts = self.runtime.store.operations_under_way()
         except Exception as exc:
             return _response(
                 start_response,
@@ -392,7 +387,7 @@ class WebApp:
         return _response(
             start_response,
             "200 OK",
-            {"ok": True, "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
+            {"ok": True, **counts},
         )
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

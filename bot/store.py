@@ -326,6 +326,20 @@ class Operation:
         )
 
 
+def writes(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A Store method that writes: it holds the process's write lock (``immediate`` takes it
+    too). tests/test_store.py checks that every method that writes says so, or uses
+    ``immediate``."""
+
+    @functools.wraps(method)
+    def locked(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    locked.writes = True  # type: ignore[attr-defined]
+    return locked
+
+
 class Store:
     """Thread-safe access to the database file at ``path``."""
 
@@ -401,6 +415,7 @@ class Store:
         )
         return rows[0] if rows else None
 
+    @writes
     def upsert_env(self, name: str, **fields: Any) -> None:
         stamp = now_iso()
         existing = self.get_env(name)
@@ -466,14 +481,17 @@ class Store:
 
     # -- deployments ---------------------------------------------------------------------------
 
+    @writes
     def start_deployment(self, **fields: Any) -> int:
         table = self.db.table("deployments")
         table.insert({"started_at": now_iso(), "result": "running", **fields})
         return int(table.last_pk or 0)
 
+    @writes
     def update_deployment(self, deployment_id: int, **fields: Any) -> None:
         self.db.table("deployments").update(deployment_id, fields)
 
+    @writes
     def finish_deployment(self, deployment_id: int, result: str, **fields: Any) -> None:
         self.db.table("deployments").update(
             deployment_id, {"finished_at": now_iso(), "result": result, **fields}
@@ -577,12 +595,14 @@ class Store:
             )
         return self.get_operation(row[0])
 
+    @writes
     def set_step(self, op_id: int, step: str) -> None:
         self.db.conn.execute(
             "update operations set step = ?, heartbeat_at = ? where id = ?",
             [step, now_iso(), op_id],
         )
 
+    @writes
     def finish_operation(self, op_id: int, status: str, error: str | None = None) -> None:
         self.db.conn.execute(
             "update operations set status = ?, error = ?, finished_at = ? where id = ?",
@@ -601,6 +621,7 @@ class Store:
         sql = "select * from operations" + (" where " + " and ".join(where) if where else "")
         return [Operation.from_row(r) for r in self.db.query(sql + " order by id", args)]
 
+    @writes
     def heartbeat(self, op_ids: list[int]) -> None:
         if op_ids:
             self.db.conn.execute(
@@ -609,6 +630,7 @@ class Store:
                 [now_iso(), *op_ids],
             )
 
+    @writes
     def recover_interrupted(
         self, max_attempts: int, is_orphan: Callable[[str | None, str | None], bool]
     ) -> tuple[list[int], list[int]]:
@@ -674,6 +696,7 @@ class Store:
 
     # -- messages, audit, deliveries -----------------------------------------------------------
 
+    @writes
     def set_message(self, env: str, kind: str, channel: str, ts: str) -> None:
         self.db.table("messages").upsert(
             {"env": env, "kind": kind, "channel": channel, "ts": ts, "created_at": now_iso()},
@@ -691,6 +714,7 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    @writes
     def audit(
         self,
         action: str,
@@ -761,16 +785,19 @@ class Store:
             )
         return dict(self.db.table("inbox").get(row[0]))
 
+    @writes
     def inbox_finish(self, item_id: int, status: str, error: str | None = None) -> None:
         self.db.table("inbox").update(
             item_id, {"status": status, "error": error, "done_at": now_iso()}
         )
 
+    @writes
     def inbox_retry(self, item_id: int, due_at: str, error: str) -> None:
         self.db.table("inbox").update(
             item_id, {"status": "pending", "due_at": due_at, "error": error}
         )
 
+    @writes
     def inbox_recover(self) -> int:
         """Items left running by a process that stopped go back to pending (at start)."""
         cur = self.db.conn.execute("update inbox set status = 'pending' where status = 'running'")
@@ -789,6 +816,7 @@ class Store:
 
     # -- pull requests ---------------------------------------------------------------------------
 
+    @writes
     def link_pull(self, repository: str, number: int, **fields: Any) -> None:
         self.db.table("pull_requests").upsert(
             {"repository": repository, "number": number, **fields, "updated_at": now_iso()},
@@ -814,9 +842,11 @@ class Store:
 
     # -- builds and CI runs ----------------------------------------------------------------------
 
+    @writes
     def add_build(self, **fields: Any) -> None:
         self._insert("builds", {"started_at": now_iso(), "status": "IN_PROGRESS", **fields})
 
+    @writes
     def update_build(self, build_id: str, **fields: Any) -> None:
         columns = ", ".join(f"[{_column(k)}] = ?" for k in fields)
         self.db.conn.execute(
@@ -848,6 +878,7 @@ class Store:
         clause = f" where {' and '.join(where)}" if where else ""
         return list(self.db.query(f"select * from builds{clause} order by started_at", args))
 
+    @writes
     def record_ci_run(self, run_id: int, **fields: Any) -> None:
         self.db.table("ci_runs").upsert({"id": run_id, **fields}, pk="id", alter=False)
 
@@ -941,6 +972,7 @@ class Store:
             out.setdefault(name, {})[state] = (float(hours or 0), float(cost or 0))
         return out
 
+    @writes
     def claim_period(self, job: str, period: str) -> bool:
         """True the first time ``job`` claims ``period`` (e.g. a day), False after that."""
         cur = self.db.conn.execute(
@@ -948,6 +980,29 @@ class Store:
             [job, period, now_iso()],
         )
         return cur.rowcount == 1
+
+    @writes
+    def release_period(self, job: str, period: str) -> None:
+        """Undo :meth:`claim_period` (the job did not get done: its next run tries again)."""
+        self.db.conn.execute("delete from job_runs where job = ? and period = ?", [job, period])
+
+    def auto_stopped_since(self, start: datetime) -> set[str]:
+        """The environments stopped by the lifecycle (expired) since ``start``."""
+        rows = self.db.query(
+            "select distinct env from usage where state = 'auto_stopped' and started_at >= ?",
+            [start.isoformat()],
+        )
+        return {row["env"] for row in rows}
+
+    def operations_under_way(self) -> dict[str, int]:
+        """How many operations are queued and running (``/healthz``)."""
+        counts = dict(
+            self.db.conn.execute(
+                "select status, count(*) from operations where status in ('queued', 'running') "
+                "group by status"
+            ).fetchall()
+        )
+        return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
 
     def lifecycle_envs(self) -> list[dict[str, Any]]:
         """Every environment that is not stopped, with its pull requests' states ("open",
@@ -967,6 +1022,7 @@ class Store:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    @writes
     def mark_reminded(self, names: list[str], at: str) -> None:
         for i in range(0, len(names), 500):
             chunk = names[i : i + 500]
@@ -976,6 +1032,7 @@ class Store:
                 [at, *chunk],
             )
 
+    @writes
     def record_orphan(self, **fields: Any) -> bool:
         """Record a found orphan; True when it is new (not seen, or seen deleted, before)."""
         known = self.db.conn.execute(
@@ -988,6 +1045,7 @@ class Store:
         )
         return True
 
+    @writes
     def update_orphan(self, orphan_id: str, **fields: Any) -> None:
         self.db.table("orphans").update(orphan_id, fields)
 
@@ -995,6 +1053,7 @@ class Store:
         sql = "select * from orphans" + ("" if include_deleted else " where deleted_at is null")
         return list(self.db.query(sql + " order by found_at, id"))
 
+    @writes
     def first_delivery(self, source: str, delivery_id: str) -> bool:
         """Record a delivery id; True the first time it is seen, False for a repeat."""
         cur = self.db.conn.execute(
@@ -1028,40 +1087,3 @@ def cost_so_far(row: dict[str, Any], now: datetime) -> float:
         hours = (now - datetime.fromisoformat(row["running_since"])).total_seconds() / 3600
         cost += max(hours, 0.0) * float(row.get("hourly_rate") or 0.0)
     return cost
-
-
-def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def locked(self: Store, *args: Any, **kwargs: Any) -> Any:
-        with self._write_lock:
-            return method(self, *args, **kwargs)
-
-    return locked
-
-
-# Every method that writes holds the process's write lock (``immediate`` takes it too).
-for _name in (
-    "upsert_env",
-    "start_deployment",
-    "update_deployment",
-    "finish_deployment",
-    "set_step",
-    "finish_operation",
-    "heartbeat",
-    "recover_interrupted",
-    "set_message",
-    "audit",
-    "inbox_finish",
-    "inbox_retry",
-    "inbox_recover",
-    "link_pull",
-    "first_delivery",
-    "add_build",
-    "update_build",
-    "record_ci_run",
-    "claim_period",
-    "mark_reminded",
-    "record_orphan",
-    "update_orphan",
-):
-    setattr(Store, _name, _serialised(getattr(Store, _name)))

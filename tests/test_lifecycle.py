@@ -509,6 +509,18 @@ def test_the_weekly_summary_totals_costs_and_savings_once_a_week(
     assert rig.serving.lifecycle.post_summary() is None  # once per week
 
 
+def test_a_summary_that_slack_refuses_is_tried_again(
+    make_rig: MakeRig, fake: FakeSlack, travel: Callable[[datetime], None]
+) -> None:
+    travel(MONDAY_10)
+    rig = make_rig(admin_channel="#revieee-admin", **LIFECYCLE)
+    plant(rig.runtime.store, "shop-big", last=MONDAY_10, created=MONDAY_10 - 7 * DAY, rate=1.0)
+    fake.fail("chat.postMessage", "channel_not_found")
+    assert rig.serving.lifecycle.post_summary() is None  # refused: the week is not claimed
+    assert rig.serving.lifecycle.post_summary() is not None
+    assert rig.serving.lifecycle.post_summary() is None  # once it went out, once a week
+
+
 # -- golden files ------------------------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -137,3 +139,38 @@ def test_repositories_are_found_whatever_their_case(tmp_path: Path) -> None:
     assert pull is not None and pull["env"] == "web-x"
     assert [r["id"] for r in store.ci_runs("CODERTOCAT/HELLO-WORLD", "abc")] == [7]
     assert store.get_pull("codertocat/other", 2) is None
+
+
+WRITE_SQL = re.compile(
+    r"\.(insert|upsert|update|delete)\(|\b(insert (or \w+ )?into|update \w+ set|delete from)\b"
+    r"|self\._insert\(",
+    re.IGNORECASE,
+)
+
+
+def test_every_method_that_writes_holds_the_write_lock() -> None:
+    """A writer that forgets the lock waits in SQLite's busy handler (100-900 ms tails): each
+    public method whose code writes is @writes or writes inside ``immediate()``; a private
+    helper that writes is called only from one that is."""
+    methods = dict(inspect.getmembers(Store, inspect.isfunction))
+    unlocked = []
+    for name, fn in methods.items():
+        source = inspect.getsource(inspect.unwrap(fn))
+        if not WRITE_SQL.search(source) or name.startswith("_"):
+            continue
+        if not getattr(fn, "writes", False) and "self.immediate()" not in source:
+            unlocked.append(name)
+    assert unlocked == [], f"writes without the lock: {unlocked} (mark them @writes)"
+    for helper in [n for n in methods if n.startswith("_") and not n.startswith("__")]:
+        callers = [
+            name
+            for name, fn in methods.items()
+            if f"self.{helper}(" in inspect.getsource(inspect.unwrap(fn))
+        ]
+        source = inspect.getsource(methods[helper])
+        if WRITE_SQL.search(source) and callers:
+            for caller in callers:
+                fn = methods[caller]
+                assert getattr(fn, "writes", False) or "self.immediate()" in inspect.getsource(
+                    inspect.unwrap(fn)
+                ), f"{helper} writes and is called from {caller}, which holds no lock"
