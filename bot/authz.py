@@ -8,6 +8,7 @@ listed stopper, or anyone when ``anyone_can_stop`` is set.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,13 @@ class Decision:
 
 
 ALLOWED = Decision(True)
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{1,23}")  # U0ALICE; W... on Enterprise Grid
+SLACK_GROUP = re.compile(r"S[A-Z0-9]{1,23}")  # a user group
+
+
+def is_slack_user(user: str | None) -> bool:
+    """Whether ``user`` is a Slack user id (rather than a GitHub login or a terminal user)."""
+    return bool(user) and SLACK_USER.fullmatch(str(user)) is not None
 
 
 def mention(ids: Iterable[str]) -> str:

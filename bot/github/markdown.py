@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from bot.authz import is_slack_user
 from bot.slack.mrkdwn import clean
 
 LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")  # GitHub's usernames
@@ -72,7 +73,7 @@ def mention(user: str | None) -> str:
     such as a Slack user id or a name from the terminal, as code that mentions nobody."""
     if not user:
         return "someone"
-    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper():
+    if is_slack_user(user):
         return "a Slack user"  # Slack ids mean nothing on GitHub
     if LOGIN.fullmatch(user):
         return f"@{user}"

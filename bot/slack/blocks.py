@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.authz import is_slack_user
 from bot.cost import money
 from bot.phases import DeployView
 from bot.slack.mrkdwn import MAX_FIELD, MAX_SECTION, code, fit, link, text
@@ -40,7 +41,7 @@ def who(user: str | None) -> str:
     """A Slack mention for Slack user ids, the name (as text that cannot mention) otherwise."""
     if not user:
         return "someone"
-    if user[:1] in ("U", "W") and user[1:].isalnum() and user.isupper() and len(user) <= 24:
+    if is_slack_user(user):
         return f"<@{user}>"
     return text(user, 100)
 

@@ -24,7 +24,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.authz import Authorizer
+from bot.authz import SLACK_GROUP, SLACK_USER, Authorizer
 from bot.container_logs import ContainerLogs
 from bot.review import RequestError, ReviewApps
 from bot.slack import mrkdwn
@@ -52,7 +52,6 @@ from commands.run import Caller, Reply, logs_summary, run
 from commands.verbs import Command, Deploy, Keep, List, Logs, Stop, Wake
 
 log = logging.getLogger("revieee.slack")
-SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,20}")
 
 SOURCE = "slack"
 
@@ -222,7 +221,7 @@ def reply_text(cmd: Command, reply: Reply) -> str:
     if "\n" in reply.text:
         said = code_block(reply.text)
     for who in reply.data.get("mentions") or ():  # the users and groups a refusal names
-        if SLACK_ID.fullmatch(who):
+        if SLACK_USER.fullmatch(who) or SLACK_GROUP.fullmatch(who):
             said = re.sub(
                 rf"\b{who}\b", f"<!subteam^{who}>" if who[0] == "S" else f"<@{who}>", said
             )
