@@ -10,6 +10,19 @@ from bot.config import Settings
 from bot.store import Operation, Store
 
 IN_PROGRESS = ("queued", "resolving", "building", "waiting", "deploying")
+# Each phase as every surface shows it: (emoji, label)
+PHASES = {
+    "queued": (":hourglass_flowing_sand:", "Queued"),
+    "resolving": (":mag:", "Resolving image"),
+    "building": (":hammer_and_wrench:", "Building image"),
+    "waiting": (":hourglass:", "Waiting for image"),
+    "deploying": (":rocket:", "Deploying"),
+    "ready": (":white_check_mark:", "Ready"),
+    "failed": (":x:", "Failed"),
+    "stopping": (":octagonal_sign:", "Stopping"),
+    "stopped": (":black_square_for_stop:", "Stopped"),
+    "sleeping": (":zzz:", "Sleeping"),
+}
 PHASE_OF_STEP = {
     "queued": "queued",
     "superseded": "queued",

@@ -6,20 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.github.markdown import code, fence, mention, text
-from bot.phases import DeployView
+from bot.phases import PHASES, DeployView
 
 MARK = "<!-- revieee:{env} -->"
-STATUS = {
-    "queued": (":hourglass_flowing_sand:", "Queued"),
-    "resolving": (":mag:", "Resolving image"),
-    "building": (":hammer_and_wrench:", "Building image"),
-    "waiting": (":hourglass:", "Waiting for image"),
-    "deploying": (":rocket:", "Deploying"),
-    "ready": (":white_check_mark:", "Ready"),
-    "failed": (":x:", "Failed"),
-    "stopping": (":octagonal_sign:", "Stopping"),
-    "stopped": (":black_square_for_stop:", "Stopped"),
-    "sleeping": (":zzz:", "Sleeping (scaled to zero outside working hours)"),
+STATUS = {  # the phases' labels, the sleeping one explained (a PR reader sees no schedule)
+    **PHASES,
+    "sleeping": (PHASES["sleeping"][0], "Sleeping (scaled to zero outside working hours)"),
 }
 MAX_REASON = 2000
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.authz import is_slack_user
 from bot.cost import money
-from bot.phases import DeployView
+from bot.phases import PHASES, DeployView
 from bot.slack.mrkdwn import MAX_FIELD, MAX_SECTION, code, fit, link, text
 
 Blocks = list[dict[str, Any]]
@@ -17,18 +17,6 @@ MAX_BLOCKS = 50  # a message's limit
 MAX_HOME_BLOCKS = 100  # a Home tab's limit
 MAX_TEXT = MAX_SECTION  # a section's text limit
 
-PHASES = {
-    "queued": (":hourglass_flowing_sand:", "Queued"),
-    "resolving": (":mag:", "Resolving image"),
-    "building": (":hammer_and_wrench:", "Building image"),
-    "waiting": (":hourglass:", "Waiting for image"),
-    "deploying": (":rocket:", "Deploying"),
-    "ready": (":white_check_mark:", "Ready"),
-    "failed": (":x:", "Failed"),
-    "stopping": (":octagonal_sign:", "Stopping"),
-    "stopped": (":black_square_for_stop:", "Stopped"),
-    "sleeping": (":zzz:", "Sleeping"),
-}
 ACTION_REDEPLOY = "revieee_redeploy"
 ACTION_STOP = "revieee_stop"
 ACTION_KEEP = "revieee_keep"
