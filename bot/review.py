@@ -3,7 +3,8 @@ deploys and stops of review environments.
 
 Front doors call ``request_deploy``/``request_stop`` (which only persist an operation) and the
 read methods; the operation runner calls :meth:`ReviewApps.execute` to do the work through the
-engine. Progress goes to the registered listeners (terminal output now; Slack and GitHub later).
+engine. Progress goes to the registered listeners: the terminal's output, the Slack notifier
+(deploy message and thread) and the GitHub notifier (PR comment and deployment statuses).
 """
 
 from __future__ import annotations

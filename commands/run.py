@@ -1,7 +1,9 @@
 """Carry out a parsed command against the review-apps core and say what happened, as text.
 
-Front doors (terminal now; Slack and GitHub later) parse with :func:`commands.parser.parse`,
-call :func:`run`, and present the :class:`Reply` their own way.
+Every front door (the terminal, Slack's slash command, buttons and reactions, GitHub PR comments)
+parses with :func:`commands.parser.parse`, calls :func:`run`, and presents the :class:`Reply`
+its own way. A reply's text is plain text: Slack shows it through :mod:`bot.slack.mrkdwn`,
+GitHub through :mod:`bot.github.markdown`, which escape whatever it quotes.
 """
 
 from __future__ import annotations
