@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -84,32 +83,11 @@ OTHER_EMOJI = ("thumbsup", "eyes", "white_check_mark", "tada", "pray", "rocket::
 # -- the server ---------------------------------------------------------------------------------
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_config(data: dict[str, Any], path: Path) -> Path:
     """The sandbox's configuration as a real revieee.toml (as tests/conftest.py writes it)."""
-    lines = [f"{key} = {_toml(value)}" for key, value in data.items() if key != "apps"]
-    for app, table in data["apps"].items():
-        for svc, fields in table["services"].items():
-            lines.append(f"[apps.{app}.services.{svc}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in fields.items()]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(sandbox.config_toml(data))
     tomllib.loads(path.read_text())
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def health(port: int) -> dict[str, Any]:
@@ -496,7 +474,7 @@ def main() -> None:
             deploy_timeout=600,
             poll_interval=args.poll_interval,
         )
-        port = free_port()
+        port = sandbox.free_port()
         env = {
             k: v
             for k, v in os.environ.items()

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -43,30 +40,6 @@ from tests.test_slow_clients import (  # noqa: E402
 )
 
 TIMEOUT = 10.0  # a request that gets no answer in this long counts as failed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def toml(data: dict[str, Any]) -> str:
-    """The sandbox's configuration as revieee.toml (its apps table holds only services)."""
-
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v) if isinstance(v, int | float) else json.dumps(str(v))
-
-    lines = [f"{k} = {value(v)}" for k, v in data.items() if k != "apps"]
-    for app, table in data["apps"].items():
-        for svc, fields in table["services"].items():
-            lines.append(f"[apps.{app}.services.{svc}]")
-            lines += [f"{k} = {value(v)}" for k, v in fields.items()]
-    return "\n".join(lines) + "\n"
 
 
 def timed_requests(
@@ -129,8 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, sandbox.patched_environ(box.environ()):
         seeded = sandbox.seed(build_clients("standard", 3))
         config = sandbox.sandbox_config(seeded, str(Path(tmp) / "revieee.db"), log_level="warning")
-        (Path(tmp) / "revieee.toml").write_text(toml(config))
-        port = free_port()
+        (Path(tmp) / "revieee.toml").write_text(sandbox.config_toml(config))
+        port = sandbox.free_port()
         env = {
             **{
                 k: v

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,30 +39,6 @@ from tests.fake_slack import FakeSlack  # noqa: E402
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "github-webhooks" / "pull_request"
 SECRET = "bench-webhook-secret"
 GOAL_MS = 100.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def toml(data: dict[str, Any]) -> str:
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v) if isinstance(v, int | float) else json.dumps(str(v))
-
-    lines = [f"{k} = {value(v)}" for k, v in data.items() if k != "apps"]
-    for app, table in data["apps"].items():
-        lines.append(f"[apps.{app}]")
-        lines += [f"{k} = {value(v)}" for k, v in table.items() if k != "services"]
-        for svc, fields in table["services"].items():
-            lines.append(f"[apps.{app}.services.{svc}]")
-            lines += [f"{k} = {value(v)}" for k, v in fields.items()]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -90,8 +65,8 @@ def main() -> None:
         shop = config["apps"]["shop"]
         shop["services"]["web"]["repository"] = repo
         shop.update(pull_requests="all")
-        (tmp / "revieee.toml").write_text(toml(config))
-        port = free_port()
+        (tmp / "revieee.toml").write_text(sandbox.config_toml(config))
+        port = sandbox.free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("REVIEEE_", "SLACK_"))},
             "REVIEEE_CONFIG": str(tmp / "revieee.toml"),

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -297,6 +298,36 @@ def sandbox_config(seeded: Seeded, database: str, **overrides: Any) -> dict[str,
         "apps": {"shop": {"services": services}},
         **overrides,
     }
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+
+
+def config_toml(data: Mapping[str, Any]) -> str:
+    """A configuration mapping (as :func:`sandbox_config` makes it) as revieee.toml text, for
+    the tests and benchmarks that run revieee as a real process."""
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if key != "apps"]
+    for app, table in data["apps"].items():
+        lines.append(f"[apps.{app}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if k != "services"]
+        for svc, fields in table["services"].items():
+            lines.append(f"[apps.{app}.services.{svc}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def sandbox_settings(seeded: Seeded, database: str, **overrides: Any) -> Settings:

@@ -24,6 +24,7 @@ from bot.config import Settings, settings_from_mapping
 from bot.sandbox import (
     Seeded,
     StrictSandbox,
+    config_toml,
     patched_environ,
     sandbox_config,
     sandbox_settings,
@@ -136,29 +137,14 @@ def runtime(settings: Settings, aws: AwsClients) -> Iterator[Runtime]:
 WriteConfig = Callable[..., Path]
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 @pytest.fixture
 def write_config(seeded: Seeded, tmp_path: Path) -> WriteConfig:
     """Write the sandbox's configuration as a real revieee.toml (database in tmp_path)."""
 
     def write(**overrides: object) -> Path:
         data = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
-        lines = [f"{key} = {_toml(value)}" for key, value in data.items() if key != "apps"]
-        for app, table in data["apps"].items():
-            for svc, fields in table["services"].items():
-                lines.append(f"[apps.{app}.services.{svc}]")
-                lines += [f"{k} = {_toml(v)}" for k, v in fields.items()]
         path = tmp_path / "revieee.toml"
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text(config_toml(data))
         tomllib.loads(path.read_text())  # the fixture's own check that it wrote valid TOML
         return path
 

@@ -39,7 +39,7 @@ from bot.sweeper import Orphan, SweepResult, orphan_report
 from commands.run import Reply
 from commands.verbs import Deploy, Keep, List, Status, Stop
 from tests.conftest import MakeRig
-from tests.slack_rules import block_problems, injected, mrkdwn_of
+from tests.slack_rules import BIDI, block_problems, injected, mrkdwn_of
 
 NOW = datetime(2026, 11, 22, 10, 7, 30, tzinfo=UTC)
 ENV = "shop-feature-checkout-s7gghvic"
@@ -255,7 +255,7 @@ def md_injected(markdown: str) -> list[str]:
     for marker in ("MARKB", "MARKI", "MARKS", "MARKC", "MARKF"):
         if re.search(rf"(?<!\\)[*_~`]{marker}", outside):
             problems.append(f"formatting around {marker}")
-    if BIDI_RE.search(markdown):
+    if BIDI.search(markdown):
         problems.append("a bidi override")
     for line in markdown.splitlines():
         if line.startswith("| **"):
@@ -263,9 +263,6 @@ def md_injected(markdown: str) -> list[str]:
             if cells != 3:
                 problems.append(f"a table row with {cells} pipes: {line[:80]}")
     return problems
-
-
-BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 @CHECK

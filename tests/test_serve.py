@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from bot.naming import env_name
+from bot.sandbox import free_port
 from bot.store import Store
 from tests.conftest import WriteConfig
 from tests.fake_slack import FakeSlack
@@ -27,12 +27,6 @@ from tests.fake_socket_mode import FakeSocketMode
 from tests.slack_rig import SECRET, sign
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
