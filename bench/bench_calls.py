@@ -35,13 +35,17 @@ def deploy(runtime: Runtime, branch: str, sha: str | None = None) -> None:
     run_op(
         runtime,
         lambda: (
-            runtime.apps.request_deploy(branch, APP, sha=sha, requested_by="bench").operation.id
+            runtime.core.intake.request_deploy(
+                branch, APP, sha=sha, requested_by="bench"
+            ).operation.id
         ),
     )
 
 
 def stop(runtime: Runtime, env: str) -> None:
-    run_op(runtime, lambda: runtime.apps.request_stop(env, requested_by="bench").operation.id)
+    run_op(
+        runtime, lambda: runtime.core.intake.request_stop(env, requested_by="bench").operation.id
+    )
 
 
 def push(runtime: Runtime, branch: str, commit: str) -> str:

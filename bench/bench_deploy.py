@@ -257,7 +257,7 @@ def hand_deploy(aws: AwsClients, cfg: HandConfig, env: str, branch: str, sha: st
 
 def revieee_deploy(runtime: Runtime, branch: str, sha: str | None) -> str:
     """Request a deploy and run it inline, as the worker does; returns the environment."""
-    req = runtime.apps.request_deploy(
+    req = runtime.core.intake.request_deploy(
         branch, APP, sha=sha, requested_by="bench", source="cli", wait=True
     )
     runtime.runner.run_until_idle(only=req.operation.id)
@@ -359,7 +359,7 @@ def cleanup(runtime: Runtime, aws: AwsClients, envs: list[str], tags: list[str])
     """Stop both environments and delete the pushed images (not timed)."""
     for env in envs:
         if runtime.store.get_env(env) is not None:
-            req = runtime.apps.request_stop(env, requested_by="bench")
+            req = runtime.core.intake.request_stop(env, requested_by="bench")
             runtime.runner.run_until_idle(only=req.operation.id)
         else:
             runtime.engine.stop(runtime.settings.apps[APP], env)

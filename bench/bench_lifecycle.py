@@ -227,7 +227,7 @@ def main() -> None:
         client = WebClient(token="xoxb-bench", base_url=fake.api_url)
         sweeper = Sweeper(clients, settings, runtime.store, runtime.engine)
         lifecycle = Lifecycle(
-            settings, runtime.store, runtime.apps, SlackAnnouncer(client, runtime.store), sweeper
+            settings, runtime.store, runtime.core, SlackAnnouncer(client, runtime.store), sweeper
         )
         active = len(runtime.store.lifecycle_envs())
         print(

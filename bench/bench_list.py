@@ -23,9 +23,10 @@ from typing import Any
 from bot import sandbox
 from bot.aws import build_clients
 from bot.config import Settings
+from bot.core import build_core
 from bot.engine import Engine
+from bot.events import Bus
 from bot.naming import env_name
-from bot.review import ReviewApps
 from bot.store import Store
 from commands.parser import parse
 from commands.run import Caller, Reply, format_list, run
@@ -134,7 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, sandbox.patched_environ(nowhere):
         settings = sandbox.sandbox_settings(seeded, str(Path(tmp) / "list.db"))
         store = Store(settings.database)
-        apps = ReviewApps(settings, store, Engine(build_clients("standard", 1), settings))
+        core = build_core(settings, store, Engine(build_clients("standard", 1), settings), Bus())
         data = rows(args.envs, settings, random.Random(7))
         start = time.perf_counter()
         fill(store, data)
@@ -142,11 +143,11 @@ def main() -> None:
         owner = "U0007"
 
         def command(line: str, actor: str | None = owner) -> Callable[[], Reply]:
-            return lambda: run(parse(line), apps, Caller(actor, "cli"))
+            return lambda: run(parse(line), core, Caller(actor, "cli"))
 
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("Store.list_envs()", lambda: store.list_envs()),
-            ("ReviewApps.list_envs()", lambda: apps.list_envs()),
+            ("Queries.list_envs()", lambda: core.queries.list_envs()),
             ("format_list(rows) alone", lambda: format_list(active)),
             ("list        (parse + query + format)", command("list")),
             ("list --mine", command("list --mine")),
@@ -172,7 +173,7 @@ def main() -> None:
         print(f"{label:<{width}}  {ms:>10.1f}  {count:>6}")
     by_label = {label: ms for label, ms, _ in results}
     full = by_label["list        (parse + query + format)"]
-    query = by_label["ReviewApps.list_envs()"]
+    query = by_label["Queries.list_envs()"]
     print(f"\nlist: query {query / full:.0%} of the time, formatting and parsing the rest")
     print(f"goal: < {GOAL_MS:.0f} ms (list: {full:.1f} ms)")
 

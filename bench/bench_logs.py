@@ -304,7 +304,9 @@ def one_run(world: World, args: argparse.Namespace, poll: float, tmp: Path) -> d
             time.sleep(0.05)
         main_tid = threading.get_native_id()
         ticks0, cpu0, wall0 = thread_ticks(), time.process_time(), time.time()
-        runtime.apps.request_deploy(BRANCH, "shop", sha=SHA, requested_by="UBENCH", source="cli")
+        runtime.core.intake.request_deploy(
+            BRANCH, "shop", sha=SHA, requested_by="UBENCH", source="cli"
+        )
         deadline = time.monotonic() + args.seconds + 600
         store = runtime.store
         while True:

@@ -22,6 +22,7 @@ from pathlib import Path
 from bot import sandbox
 from bot.app import build
 from bot.aws import build_clients
+from bot.events import Finished, Phase
 from bot.naming import env_name, image_tag_part
 from bot.strict_aws import Rules
 
@@ -56,13 +57,14 @@ def main() -> None:
                     )
                     runtime = build(settings, clients=clients)
                     ready: list[float] = []
-                    runtime.apps.listeners.append(
-                        lambda op, step, msg, ready=ready: (
-                            ready.append(time.time()) if step == "ready" else None
-                        )
+                    runtime.bus.subscribe(
+                        Finished,
+                        lambda e, ready=ready: (
+                            ready.append(time.time()) if e.phase == Phase.READY else None
+                        ),
                     )
                     asked = time.time()
-                    req = runtime.apps.request_deploy(branch, "shop", sha=sha, wait=True)
+                    req = runtime.core.intake.request_deploy(branch, "shop", sha=sha, wait=True)
                     runtime.runner.run_until_idle(only=req.operation.id)
                     op = runtime.store.get_operation(req.operation.id)
                     if op.status != "succeeded" or not ready:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from bot.aws import AwsClients, build_clients
 from bot.config import Secrets, Settings
+from bot.core import Core, build_core
 from bot.engine import CommitResolver, Engine
+from bot.events import Bus, Requested
 from bot.github.forge import GitHubForge
 from bot.metrics import AwsErrors
 from bot.operations import OperationRunner
-from bot.review import ReviewApps
 from bot.store import Store
 
 
@@ -24,7 +25,8 @@ class Runtime:
     clients: AwsClients
     store: Store
     engine: Engine
-    apps: ReviewApps
+    bus: Bus
+    core: Core
     runner: OperationRunner
     forge: GitHubForge | None = None
     aws_errors: AwsErrors | None = None  # failed AWS calls, for /metrics
@@ -53,15 +55,16 @@ def build(
     )
     store = Store(settings.database)
     engine = Engine(clients, settings)
-    apps = ReviewApps(settings, store, engine, commits or forge)
+    bus = Bus()
+    core = build_core(settings, store, engine, bus, commits or forge)
     runner = OperationRunner(
         store,
-        apps.execute,
+        core.executor.execute,
         workers=settings.workers,
         max_attempts=settings.max_attempts,
         poll_interval=min(1.0, settings.poll_interval * 4),
     )
-    apps.on_enqueue.append(lambda _op: runner.wake())
+    bus.subscribe(Requested, lambda _event: runner.wake())  # notifiers subscribe as they start
     return Runtime(
-        settings, secrets, clients, store, engine, apps, runner, forge, AwsErrors(clients)
+        settings, secrets, clients, store, engine, bus, core, runner, forge, AwsErrors(clients)
     )

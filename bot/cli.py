@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Secrets, load_settings
+from bot.events import LogLines, Step
 from bot.jsonlog import configure as configure_logging
 from commands.parser import UsageError, parse_words
 from commands.run import Caller, Reply, format_help, run
@@ -27,8 +28,6 @@ from commands.verbs import VERBS, Command, Help
 if TYPE_CHECKING:
     from bot.app import Runtime
     from bot.config import Settings
-    from bot.logtail import LogEvent
-    from bot.store import Operation
 
 # The terminal-only subcommands, written like the verbs' docstrings (commands/verbs.py): the
 # first line is the usage, the rest the description; ``help`` and ``--help`` show them.
@@ -158,7 +157,7 @@ def _run_verb(settings: Settings, command: Command) -> int:
 
 def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
     """Run one command in this process, printing what a user sees; returns the exit code."""
-    reply: Reply = run(command, runtime.apps, Caller(actor, "cli"))
+    reply: Reply = run(command, runtime.core, Caller(actor, "cli"))
     print(reply.text)
     if not reply.ok:
         return 1
@@ -166,13 +165,14 @@ def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
     if op is None:
         return 0
 
-    def show(o: Operation, step: str, message: str) -> None:
-        if o.id == op.id:
-            print(f"  [{step}] {message}", flush=True)
+    def show(step: Step) -> None:
+        if step.op.id == op.id:
+            print(f"  [{step.step}] {step.message}", flush=True)
 
-    def show_log(o: Operation, event: LogEvent) -> None:
-        if o.id != op.id:
+    def show_log(lines: LogLines) -> None:
+        if lines.op.id != op.id:
             return
+        event = lines.event
         if event.note:
             print(f"  [{event.stream}] {event.note}", flush=True)
         for line in event.lines:
@@ -180,8 +180,7 @@ def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
         if event.done and event.failed and event.link:
             print(f"  [{event.stream}] full log: {event.link}", flush=True)
 
-    runtime.apps.listeners.append(show)
-    runtime.apps.log_listeners.append(show_log)
+    unsubscribe = [runtime.bus.subscribe(Step, show), runtime.bus.subscribe(LogLines, show_log)]
     try:
         if runtime.runner.run_until_idle(only=op.id) == 0:
             print(
@@ -190,8 +189,8 @@ def execute(runtime: Runtime, command: Command, actor: str | None) -> int:
             )
             return 0
     finally:
-        runtime.apps.listeners.remove(show)
-        runtime.apps.log_listeners.remove(show_log)
+        for stop in unsubscribe:
+            stop()
     done = runtime.store.get_operation(op.id)
     if done.status != "succeeded":
         print(f"operation {op.id} failed: {done.error}", file=sys.stderr)
@@ -207,13 +206,13 @@ def _gc_images(settings: Settings, dry_run: bool) -> int:
 
     runtime = build(settings)
     try:
-        repositories = runtime.apps.images.managed_repositories()
+        repositories = runtime.core.executor.images.managed_repositories()
         if not repositories:
             print('no repository to collect: no service has image_source = "codebuild"')
             return 0
         said: list[str] = []
         try:
-            gone = runtime.apps.images.gc_untagged(
+            gone = runtime.core.executor.images.gc_untagged(
                 dry_run=dry_run, report=lambda step, line: said.append(line)
             )
         except EngineError as exc:

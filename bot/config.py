@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot import fargate
 from bot.naming import APP_NAME_RE
+from bot.text import parse_duration, span
 
 ENV_PREFIX = "REVIEEE_"
 SECRET_VARIABLES = (
@@ -273,20 +274,14 @@ def _pause(key: str, value: Any) -> float:
     return float(value)
 
 
-DELAY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def _delay(key: str, value: Any) -> float:
     """Zero or more seconds, or a string like ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``."""
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = DELAY_UNITS.get(text[-1:]) if text else None
-        number = text[:-1] if unit else text
         with contextlib.suppress(ValueError):
-            seconds = float(number) * (unit or 1)
+            seconds = parse_duration(value)
     if seconds is None or not 0 <= seconds <= 7 * 86400:
         raise ConfigError(
             key, f"must be a delay from 0 to 7d (got {value!r})", f'{key.split(".")[-1]} = "2h"'
@@ -302,27 +297,18 @@ def _duration(low: float, high: float, example: str) -> Parser:
         if isinstance(value, int | float) and not isinstance(value, bool):
             seconds = float(value)
         elif isinstance(value, str):
-            text = value.strip().lower()
-            unit = {**DELAY_UNITS, "w": 7 * 86400}.get(text[-1:]) if text else None
             with contextlib.suppress(ValueError):
-                seconds = float(text[:-1] if unit else text) * (unit or 1)
+                seconds = parse_duration(value)
         if seconds is None or not low <= seconds <= high:
             raise ConfigError(
                 key,
-                f"must be a duration from {_span(low)} to {_span(high)}, like "
+                f"must be a duration from {span(low)} to {span(high)}, like "
                 f"{example.split('=')[-1].strip()} (got {value!r})",
                 example,
             )
         return seconds
 
     return parse
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -460,9 +446,9 @@ def _template(allowed: set[str], example: str) -> Parser:
     return parse
 
 
-def _slack_ids(key: str, value: Any) -> tuple[str, ...]:
-    """Slack user ids (U..., W...) and user-group ids (S...)."""
-    example = f'{key} = ["U012AB3CD", "S0614TZR7"]   # users and user groups'
+def _people(key: str, value: Any) -> tuple[str, ...]:
+    """Slack user ids (U..., W...), user-group ids (S...) and GitHub logins (github:LOGIN)."""
+    example = f'{key} = ["U012AB3CD", "S0614TZR7", "github:octocat"]   # users, groups, logins'
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list):
@@ -470,11 +456,16 @@ def _slack_ids(key: str, value: Any) -> tuple[str, ...]:
             key, f"must be a list of Slack user or user-group ids (got {value!r})", example
         )
     for item in value:
-        if not isinstance(item, str) or not re.fullmatch(r"[UWS][A-Z0-9]{2,}", item):
+        slack = isinstance(item, str) and re.fullmatch(r"[UWS][A-Z0-9]{2,}", item)
+        # GitHub logins: alphanumerics and single hyphens, at most 39 characters
+        login = isinstance(item, str) and re.fullmatch(
+            r"github:[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}", item
+        )
+        if not (slack or login):
             raise ConfigError(
                 key,
-                f"{item!r} is not a Slack user id (U..., W...) or user-group "
-                "id (S...); find ids in a profile's or group's menu",
+                f"{item!r} is not a Slack user id (U..., W...), a user-group id (S...) or a "
+                "GitHub login (github:LOGIN); find Slack ids in a profile's or group's menu",
                 example,
             )
     return tuple(value)
@@ -593,7 +584,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
     "log_format": (_choice("text", "json"), False, 'log_format = "json"'),
     "stop_reactions": (_emoji_list, False, 'stop_reactions = ["octagonal_sign"]'),
-    "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
+    "admins": (_people, False, 'admins = ["U012AB3CD"]'),
     "log_post_interval": (_seconds, False, "log_post_interval = 2"),
     "build_log_lines": (_int(0, 5000), False, "build_log_lines = 200"),
     "gc_untagged_images": (_bool, False, "gc_untagged_images = true"),
@@ -615,9 +606,9 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
 }
 APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "channel": (_str, False, 'channel = "#shop-reviews"'),
-    "deployers": (_slack_ids, False, 'deployers = ["S0614TZR7"]   # empty: anyone'),
-    "stoppers": (_slack_ids, False, 'stoppers = ["U012AB3CD"]'),
-    "admins": (_slack_ids, False, 'admins = ["U012AB3CD"]'),
+    "deployers": (_people, False, 'deployers = ["S0614TZR7"]   # empty: anyone'),
+    "stoppers": (_people, False, 'stoppers = ["U012AB3CD"]'),
+    "admins": (_people, False, 'admins = ["U012AB3CD"]'),
     "anyone_can_stop": (_bool, False, "anyone_can_stop = false"),
     "pull_requests": (
         _choice("all", "label", "off"),

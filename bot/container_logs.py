@@ -1,7 +1,7 @@
 """Recent container logs of an environment's tasks, read from CloudWatch Logs (``logs`` verb).
 
 revieee registers every ``awslogs`` container of an environment with the stream prefix
-``<template prefix>/<env>`` (or ``<env>``; see ``bot.engine._log_per_environment``), and the
+``<template prefix>/<env>`` (or ``<env>``; see ``bot.engine.deploy._log_per_environment``), and the
 awslogs driver names each task's stream ``<prefix>/<container>/<task id>``. So the streams of an
 environment are exactly those under ``<prefix>/<container>/``: running and stopped tasks alike,
 which is what someone debugging a crash needs. They are read with ``filter_log_events``
@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bot.aws import AwsClients, Pace, describe_error, error_code
 from bot.config import AppConfig
 from bot.engine import EngineError
+from bot.text import span
 
 MAX_SCANNED = 20_000  # events read per container and window before giving up on older ones
 MAX_PAGES = 200  # pages of one query (CloudWatch may answer empty pages while it searches)
@@ -253,3 +254,13 @@ def _scan(
 
 def _clock(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S")
+
+
+def logs_summary(result: ContainerLogs) -> str:
+    """One line saying what a ``logs`` answer holds."""
+    since = span(result.since)
+    scope = f"{result.env} ({', '.join(result.services)})"
+    if not result.lines:
+        return f"no log lines in the last {since} for {scope}"
+    read = f" (of {result.found} read)" if result.found > len(result.lines) else ""
+    return f"last {len(result.lines)} log lines{read} of {scope}, from the last {since}"

@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot.config import Settings
+from bot.core import Core, RequestError
 from bot.cost import money
-from bot.review import RequestError, ReviewApps
+from bot.events import REMINDED, EnvStatus
 from bot.store import Store, cost_so_far
+from bot.text import in_words
 
 log = logging.getLogger("revieee.lifecycle")
 
-REMINDED_STATUSES = ("running", "sleeping", "failed")  # what can be forgotten (and expire)
 TOP = 5  # environments named in the weekly summary
 
 
@@ -90,7 +91,7 @@ def _when(stamp: str | None) -> datetime | None:
 class Lifecycle:
     settings: Settings
     store: Store
-    apps: ReviewApps
+    core: Core
     announcer: Announcer | None = None
     sweeper: Any = None  # bot.sweeper.Sweeper
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -118,7 +119,7 @@ class Lifecycle:
         grace = timedelta(seconds=self.settings.reminder_grace)
         out = []
         for row in rows:
-            if row["status"] not in REMINDED_STATUSES or row.get("pinned"):
+            if row["status"] not in REMINDED or row.get("pinned"):
                 continue
             created = _when(row["created_at"])
             assert created is not None
@@ -135,7 +136,7 @@ class Lifecycle:
             if pr_state in ("merged", "closed") and (reminded is None or last <= reminded):
                 reason = f"its pull request was {pr_state}"
             elif now - last >= idle_limit:
-                reason = f"no activity for {_span(now - last)}"
+                reason = f"no activity for {in_words((now - last).total_seconds())}"
             if not reason:
                 continue
             expires = self.expiry_of(row)
@@ -210,7 +211,10 @@ class Lifecycle:
         busy = self.store.busy_envs()
         stopped = []
         for row in self.store.lifecycle_envs():
-            if row["status"] not in REMINDED_STATUSES or row["name"] in busy:
+            if row["status"] == EnvStatus.DEPLOYING and row["name"] not in busy:
+                self.core.executor.settle(row["name"])  # a deploy that did not wait
+                continue
+            if row["status"] not in REMINDED or row["name"] in busy:
                 continue
             expires = self.expiry_of(row)
             reminded = _when(row.get("reminded_at"))
@@ -225,7 +229,7 @@ class Lifecycle:
                 f"reminded {reminded.strftime('%Y-%m-%d %H:%M UTC')}"
             )
             try:
-                self.apps.request_stop(row["name"], source="scheduler", reason=reason)
+                self.core.intake.request_stop(row["name"], source="scheduler", reason=reason)
             except RequestError as exc:
                 log.warning("auto-stop refused env=%s: %s", row["name"], exc)
                 continue
@@ -236,11 +240,11 @@ class Lifecycle:
 
     def sleep(self, now: datetime | None = None) -> list[str]:
         """Outside work hours (``sleep = true``): scale every running environment to zero."""
-        return self._scale_all("sleep", "running")
+        return self._scale_all("sleep", EnvStatus.RUNNING)
 
     def wake(self, now: datetime | None = None) -> list[str]:
         """At the start of a work day: scale sleeping environments back up."""
-        return self._scale_all("wake", "sleeping")
+        return self._scale_all("wake", EnvStatus.SLEEPING)
 
     def _scale_all(self, kind: str, status: str) -> list[str]:
         if not self.settings.sleep:
@@ -253,7 +257,7 @@ class Lifecycle:
             if row["app"] not in self.settings.apps:
                 continue
             try:
-                self.apps.request_scale(row["name"], kind, source="scheduler")
+                self.core.intake.request_scale(row["name"], kind, source="scheduler")
             except RequestError as exc:
                 log.warning("%s refused env=%s: %s", kind, row["name"], exc)
                 continue
@@ -318,12 +322,3 @@ class Lifecycle:
                     "revieee?); it is marked failed. Redeploy it, or stop it to clean up.",
                 )
         return result
-
-
-def _span(delta: timedelta) -> str:
-    hours = int(delta.total_seconds() // 3600)
-    if hours >= 48:
-        return f"{hours // 24} days"
-    if hours >= 1:
-        return f"{hours} hours"
-    return f"{int(delta.total_seconds() // 60)} minutes"

@@ -1,8 +1,8 @@
 """Following logs while they are written: a CodeBuild build's CloudWatch Logs stream while it
 builds, the ECS service events while a deploy rolls out. Each source only says what is new
-(:class:`CloudWatchTail`, :class:`ServiceEvents`); a :class:`LogFollower` hands the new lines to
-the log listeners (Slack's thread batches them, the terminal prints them) and keeps the last ones
-for a failure's summary."""
+(:class:`CloudWatchTail`, :class:`ServiceEvents`); a :class:`LogFollower` hands the new lines
+to its sink (the core puts them on the bus as ``LogLines``: Slack's thread batches them, the
+terminal prints them) and keeps the last ones for a failure's summary."""
 
 from __future__ import annotations
 

@@ -56,65 +56,41 @@ def _labels(**labels: str) -> str:
 
 def render(store: Store, aws_errors: AwsErrors | None = None) -> str:
     """The whole exposition, one scrape."""
-    conn = store.db.conn
     out: list[str] = []
 
     out += [
         "# HELP revieee_operations_total Operations that ended, by kind and result.",
         "# TYPE revieee_operations_total counter",
     ]
-    finals = ", ".join("?" * len(FINAL))
-    for kind, status, count in conn.execute(
-        f"select kind, status, count(*) from operations where status in ({finals}) "
-        "group by kind, status order by kind, status",
-        FINAL,
-    ).fetchall():
+    for kind, status, count in store.operations_ended(FINAL):
         out.append(f"revieee_operations_total{_labels(kind=kind, result=status)} {count}")
 
     out += [
         "# HELP revieee_operation_duration_seconds Time from start to end of operations.",
         "# TYPE revieee_operation_duration_seconds histogram",
     ]
-    cases = ", ".join(f"sum(case when d <= {b} then 1 else 0 end)" for b in BUCKETS)
-    rows = conn.execute(
-        f"select kind, status, {cases}, count(*), sum(d) from ("
-        "  select kind, status, (julianday(finished_at) - julianday(started_at)) * 86400 as d"
-        f"  from operations where status in ({finals}) and started_at is not null"
-        "  and finished_at is not null"
-        ") group by kind, status order by kind, status",
-        FINAL,
-    ).fetchall()
-    for row in rows:
-        kind, status = row[0], row[1]
-        for bound, count in zip(BUCKETS, row[2 : 2 + len(BUCKETS)], strict=True):
+    for kind, status, counts, total, seconds in store.operation_durations(FINAL, BUCKETS):
+        for bound, count in zip(BUCKETS, counts, strict=True):
             labels = _labels(kind=kind, result=status, le=str(bound))
             out.append(f"revieee_operation_duration_seconds_bucket{labels} {count}")
-        total, seconds = row[2 + len(BUCKETS)], row[3 + len(BUCKETS)] or 0.0
         inf = _labels(kind=kind, result=status, le="+Inf")
         out.append(f"revieee_operation_duration_seconds_bucket{inf} {total}")
         both = _labels(kind=kind, result=status)
         out.append(f"revieee_operation_duration_seconds_sum{both} {seconds:.3f}")
         out.append(f"revieee_operation_duration_seconds_count{both} {total}")
 
-    states = dict(
-        conn.execute(
-            "select status, count(*) from operations where status in ('queued', 'running') "
-            "group by status"
-        ).fetchall()
-    )
+    states = store.operations_under_way()
     out += [
         "# HELP revieee_queue_depth Operations waiting to run.",
         "# TYPE revieee_queue_depth gauge",
-        f"revieee_queue_depth {states.get('queued', 0)}",
+        f"revieee_queue_depth {states['queued']}",
         "# HELP revieee_operations_running Operations being carried out.",
         "# TYPE revieee_operations_running gauge",
-        f"revieee_operations_running {states.get('running', 0)}",
+        f"revieee_operations_running {states['running']}",
         "# HELP revieee_environments Environments by status.",
         "# TYPE revieee_environments gauge",
     ]
-    for status, count in conn.execute(
-        "select status, count(*) from environments group by status order by status"
-    ).fetchall():
+    for status, count in store.environments_by_status():
         out.append(f"revieee_environments{_labels(status=status)} {count}")
 
     out += [
@@ -122,9 +98,7 @@ def render(store: Store, aws_errors: AwsErrors | None = None) -> str:
         "# TYPE revieee_call_errors_total counter",
     ]
     for action, service in (("slack error", "slack"), ("github error", "github")):
-        count = conn.execute(
-            "select count(*) from audit_events where action = ?", [action]
-        ).fetchone()[0]
+        count = store.audit_count(action)
         out.append(f"revieee_call_errors_total{_labels(service=service)} {count}")
     aws = aws_errors.snapshot() if aws_errors else {}
     out.append(f"revieee_call_errors_total{_labels(service='aws')} {sum(aws.values())}")

@@ -1,5 +1,6 @@
-"""The phases an environment's deploy goes through, as every notifier shows them, and the view
-of one environment that Slack's message and GitHub's PR comment are both rendered from."""
+"""How each phase looks (emoji and label) on every surface, and the view of one environment
+that Slack's message and GitHub's PR comment are both rendered from. The phases themselves
+are :class:`bot.events.Phase`."""
 
 from __future__ import annotations
 
@@ -7,51 +8,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.config import Settings
+from bot.events import IN_PROGRESS, Phase
 from bot.store import Operation, Store
 
-IN_PROGRESS = ("queued", "resolving", "building", "waiting", "deploying")
 # Each phase as every surface shows it: (emoji, label)
-PHASES = {
-    "queued": (":hourglass_flowing_sand:", "Queued"),
-    "resolving": (":mag:", "Resolving image"),
-    "building": (":hammer_and_wrench:", "Building image"),
-    "waiting": (":hourglass:", "Waiting for image"),
-    "deploying": (":rocket:", "Deploying"),
-    "ready": (":white_check_mark:", "Ready"),
-    "failed": (":x:", "Failed"),
-    "stopping": (":octagonal_sign:", "Stopping"),
-    "stopped": (":black_square_for_stop:", "Stopped"),
-    "sleeping": (":zzz:", "Sleeping"),
-}
-PHASE_OF_STEP = {
-    "queued": "queued",
-    "superseded": "queued",
-    "resolving image": "resolving",
-    "building image": "building",
-    "waiting for image": "waiting",
-    "deploying": "deploying",
-    "ready": "ready",
-    "failed": "failed",
-    "stopped": "stopped",
-    "sleeping": "sleeping",
+PHASES: dict[Phase, tuple[str, str]] = {
+    Phase.QUEUED: (":hourglass_flowing_sand:", "Queued"),
+    Phase.RESOLVING: (":mag:", "Resolving image"),
+    Phase.BUILDING: (":hammer_and_wrench:", "Building image"),
+    Phase.WAITING: (":hourglass:", "Waiting for image"),
+    Phase.DEPLOYING: (":rocket:", "Deploying"),
+    Phase.READY: (":white_check_mark:", "Ready"),
+    Phase.FAILED: (":x:", "Failed"),
+    Phase.STOPPING: (":octagonal_sign:", "Stopping"),
+    Phase.STOPPED: (":black_square_for_stop:", "Stopped"),
+    Phase.SLEEPING: (":zzz:", "Sleeping"),
 }
 
 
-def phase_of(op: Operation, step: str) -> str:
-    """The phase a reported step belongs to."""
-    if step in PHASE_OF_STEP:
-        return PHASE_OF_STEP[step]
-    if step.startswith("resolving"):
-        return "resolving"
-    if step.startswith("building image") or step.startswith("starting the CodeBuild"):
-        return "building"
-    if step.startswith("waiting for image"):
-        return "waiting"
-    if op.kind == "stop":
-        return "stopping"
-    if op.kind == "sleep":
-        return "sleeping"
-    return "deploying"
+def status_emoji(status: str) -> str:
+    """The emoji of the phase an environment in ``status`` shows ("" for an unknown one)."""
+    phase = Phase.of_status(status)
+    return PHASES[phase][0] if phase else ""
 
 
 @dataclass(frozen=True)
@@ -62,7 +40,7 @@ class DeployView:
     app: str
     branch: str
     url: str
-    phase: str
+    phase: Phase
     sha: str | None = None
     requested_by: str | None = None
     started_at: datetime | None = None
@@ -87,7 +65,7 @@ def _parse(stamp: str | None) -> datetime | None:
 
 
 def view_of(
-    store: Store, settings: Settings, op: Operation, phase: str, now: datetime
+    store: Store, settings: Settings, op: Operation, phase: Phase, now: datetime
 ) -> DeployView:
     """The environment of ``op`` in ``phase``, from the store."""
     env = store.get_env(op.env) or {}

@@ -474,10 +474,7 @@ def build_serving(
         secrets.require("SLACK_APP_TOKEN")
     client = web_client(token, slack_api_url)
     notifier = SlackNotifier(client, runtime.store, runtime.settings)
-    runtime.apps.listeners.append(notifier.on_step)
-    runtime.apps.log_listeners.append(notifier.on_log)
-    # every accepted request gets its message at once, whichever front door it came through
-    runtime.apps.on_enqueue.append(notifier.on_requested)
+    notifier.subscribe(runtime.bus)
     identity = BotIdentity(client, token).start()
     bolt = bolt_app(client, signing_secret or "socket-mode", identity)
     pool = ThreadPoolExecutor(reply_workers, thread_name_prefix="revieee-slack-reply")
@@ -495,7 +492,7 @@ def build_serving(
     register(
         bolt,
         SlackContext(
-            runtime.apps,
+            runtime.core,
             runtime.store,
             slack_authorizer(runtime.settings, client),
             notifier,
@@ -507,7 +504,7 @@ def build_serving(
     lifecycle = Lifecycle(
         runtime.settings,
         runtime.store,
-        runtime.apps,
+        runtime.core,
         SlackAnnouncer(client, runtime.store),
         sweeper,
     )
@@ -530,14 +527,13 @@ def _wire_github(
     GitHub credentials are."""
     if runtime.forge is not None:
         github = GitHubNotifier(runtime.forge, runtime.store, runtime.settings, slack.permalink)
-        runtime.apps.listeners.append(github.on_step)
-        runtime.apps.on_enqueue.append(github.on_requested)
+        github.subscribe(runtime.bus)
         serving.github = github
     secret = secrets.get("GITHUB_WEBHOOK_SECRET")
     if not secret:
         log.info("github webhooks off: GITHUB_WEBHOOK_SECRET is not set")
         return
-    events = GitHubEvents(runtime.settings, runtime.store, runtime.apps, runtime.forge)
+    events = GitHubEvents(runtime.settings, runtime.store, runtime.core, runtime.forge)
     inbox = InboxWorker(
         runtime.store, lambda _source, event, payload: events.handle(event, payload)
     )

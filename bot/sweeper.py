@@ -24,11 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.aws import AwsClients, describe_error, error_code
 from bot.config import Settings
-from bot.engine import Engine, EngineError
+from bot.engine import Engine, EngineError, aws_step
 from bot.naming import ecs_service_name
-from bot.slack.blocks import ACTION_DELETE_ORPHAN, MAX_BLOCKS, MAX_TEXT
-from bot.slack.mrkdwn import code, fit
-from bot.slack.mrkdwn import text as prose
 from bot.store import Store
 
 log = logging.getLogger("revieee.sweeper")
@@ -155,7 +152,7 @@ class Sweeper:
         sd = self.aws.servicediscovery
         try:
             ns_id, _ = self.engine.namespace()
-            services = self.engine._cloud_map_services(ns_id, "listing Cloud Map services")
+            services = self.engine.cloud_map_services(ns_id, "listing Cloud Map services")
         except EngineError as exc:
             result.errors.append(str(exc))
             return
@@ -258,11 +255,11 @@ class Sweeper:
                 return f"kept {label}: it no longer carries revieee:env={row['env']}"
             else:
                 if row["kind"] == "ecs-service":
-                    self.engine._stop_ecs_service(row["name"], report)
+                    self.engine.stop_ecs_service(row["name"], report)
                 elif row["kind"] == "cloud-map-service":
-                    self.engine._delete_cloud_map_service(row["name"], {"Id": row["id"]}, report)
+                    self.engine.delete_cloud_map_service(row["name"], {"Id": row["id"]}, report)
                 else:
-                    self.engine._deregister_task_definitions(row["name"], report)
+                    self.engine.deregister_task_definitions(row["name"], report)
                 line = "; ".join(lines) or f"deleted {label}"
         except EngineError as exc:
             self.store.update_orphan(orphan_id, error=str(exc))
@@ -277,7 +274,8 @@ class Sweeper:
         """The resource's tags now; None when it no longer exists."""
         ecs, sd = self.aws.ecs, self.aws.servicediscovery
         step = f"checking {row['name']}"
-        try:
+        gone = ("ServiceNotFound", "ClientException", "ResourceNotFoundException")
+        with aws_step(step, ok_codes=gone):
             if row["kind"] == "ecs-service":
                 found = ecs.describe_services(
                     cluster=self.settings.cluster, services=[row["name"]], include=["TAGS"]
@@ -291,88 +289,4 @@ class Sweeper:
             if described["taskDefinition"].get("status", "ACTIVE") != "ACTIVE":
                 return None
             return _tags(described.get("tags"))
-        except ClientError as exc:
-            if error_code(exc) in (
-                "ServiceNotFound",
-                "ClientException",
-                "ResourceNotFoundException",
-            ):
-                return None
-            raise EngineError(step, describe_error(exc)) from exc
-        except BotoCoreError as exc:
-            raise EngineError(step, describe_error(exc)) from exc
-
-
-def orphan_report(result: SweepResult) -> tuple[str, list[dict[str, Any]]]:
-    """The admin channel's message: each new orphan with a Delete button (or, with
-    ``sweep_delete``, what was deleted)."""
-    text = f":broom: {len(result.new)} orphaned AWS resource(s) with revieee's tags"
-    if result.deleted:
-        text = f":broom: deleted {len(result.deleted)} orphaned AWS resource(s)"
-    blocks: list[dict[str, Any]] = [
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": f"{text}: their environment is stopped or unknown to revieee.",
-            },
-        }
-    ]
-    if result.deleted:
-        body = "\n".join(f"- {prose(line, 500)}" for line in result.deleted)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": fit(body, MAX_TEXT)}})
-        return text, blocks
-    room = MAX_BLOCKS - 3
-    for orphan in result.new[:room]:
-        app = f", app {prose(orphan.app, 100)}" if orphan.app else ""
-        name = code(orphan.name, 200)
-        blocks.append(
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"*{KINDS[orphan.kind]}* {code(orphan.name, 1000)}\nenvironment "
-                    f"{code(orphan.env, 300)}{app}",
-                },
-                "accessory": {
-                    "type": "button",
-                    "action_id": ACTION_DELETE_ORPHAN,
-                    "value": orphan.id,
-                    "style": "danger",
-                    "text": {"type": "plain_text", "text": "Delete"},
-                    "confirm": {
-                        "title": {"type": "plain_text", "text": "Delete this resource?"},
-                        "text": {
-                            "type": "mrkdwn",
-                            "text": f"{KINDS[orphan.kind]} {name} will be deleted.",
-                        },
-                        "confirm": {"type": "plain_text", "text": "Delete it"},
-                        "deny": {"type": "plain_text", "text": "Keep it"},
-                    },
-                },
-            }
-        )
-    if len(result.new) > room:
-        rest = ", ".join(code(o.name, 300) for o in result.new[room:])
-        blocks.append(
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": fit(f"… and {len(result.new) - room} more: {rest}", MAX_TEXT),
-                },
-            }
-        )
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": "Only resources tagged revieee:env are ever listed. Each is reported "
-                    "once; set sweep_delete = true to delete them without asking.",
-                }
-            ],
-        }
-    )
-    return text, blocks
+        return None  # one of ``gone``: it no longer exists

@@ -13,19 +13,18 @@ import shlex
 import typing
 from typing import Any
 
+from bot.text import parse_duration as text_duration
+from bot.text import span
 from commands.verbs import (
-    DURATION_UNITS,
     MAX_KEEP,
     VERBS,
     Command,
     Help,
     Keep,
-    duration_text,
     usage,
 )
 
 _SHA_RE = re.compile(r"[0-9a-fA-F]{7,40}")
-_DURATION_RE = re.compile(r"([0-9]{1,7})([smhdw])")
 
 
 class UsageError(Exception):
@@ -60,11 +59,9 @@ def _fields(cls: type[Command]) -> tuple[list[str], list[str], dict[str, type]]:
 
 
 def parse_duration(text: str) -> int:
-    """``30s``, ``15m``, ``2h``, ``1d`` -> seconds; ValueError for anything else."""
-    match = _DURATION_RE.fullmatch(text.strip().lower())
-    if not match:
-        raise ValueError(text)
-    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+    """A verb's duration: a whole number and a unit (``30s``, ``15m``, ``2h``, ``1d``, ``1w``)
+    -> seconds; ValueError for anything else."""
+    return int(text_duration(text, whole=True, unit_required=True))
 
 
 def _number(cls: type[Command], verb: str, name: str, value: str) -> int:
@@ -80,7 +77,7 @@ def _number(cls: type[Command], verb: str, name: str, value: str) -> int:
         if not 0 < seconds <= top:
             raise UsageError(
                 f"{flag} for {verb} must be a duration like 30s, 15m, 2h or 1d, at most "
-                f"{duration_text(top)} (got {value!r})",
+                f"{span(top)} (got {value!r})",
                 verb,
             )
         return seconds
@@ -159,7 +156,7 @@ def parse_words(words: list[str]) -> Command:
             if not 0 < seconds <= MAX_KEEP:
                 raise UsageError(
                     f"keep for how long? a duration like 3d, 1w or 12h (at most "
-                    f"{duration_text(MAX_KEEP)}), or forever (got {rest[1]!r})",
+                    f"{span(MAX_KEEP)}), or forever (got {rest[1]!r})",
                     verb,
                 )
     if values.get("sha") is not None and not _SHA_RE.fullmatch(values["sha"]):

@@ -1,4 +1,4 @@
-"""Carry out a parsed command against the review-apps core and say what happened, as text.
+"""Carry out a parsed command against the core and say what happened, as text.
 
 Every front door (the terminal, Slack's slash command, buttons and reactions, GitHub PR comments)
 parses with :func:`commands.parser.parse`, calls :func:`run`, and presents the :class:`Reply`
@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.authz import Authorizer
-from bot.container_logs import ContainerLogs, services_to_read
+from bot.authz import Authorizer, Caller, Decision
+from bot.container_logs import ContainerLogs, logs_summary, services_to_read
+from bot.core import Core, RequestError
 from bot.cost import money
 from bot.engine import EngineError
-from bot.review import RequestError, ReviewApps
 from bot.store import Operation
+from bot.text import age
 from commands.parser import parse_duration
 from commands.verbs import (
     VERBS,
@@ -31,9 +32,12 @@ from commands.verbs import (
     Stop,
     Wake,
     description,
-    duration_text,
     usage,
+    verb_of,
 )
+
+__all__ = ["Caller", "Reply", "logs_summary", "run"]
+ON_AN_ENV = (Stop, Keep, Wake, Status, Logs)  # the verbs that name an environment
 
 
 @dataclass
@@ -44,54 +48,35 @@ class Reply:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who runs a command, from where. ``authz`` is checked for every verb that changes
-    something (the terminal, whose user already holds the AWS credentials, passes none);
-    ``context`` travels with the operation (e.g. the Slack channel to report to)."""
-
-    actor: str | None
-    source: str
-    authz: Authorizer | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    fast: bool = False  # answer from the store only: chat front doors must answer at once
-
-
-def run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
+def run(cmd: Command, core: Core, caller: Caller, authz: Authorizer | None = None) -> Reply:
+    """Carry ``cmd`` out for ``caller``, once ``authz`` (default: the lists of the settings,
+    without user groups) allows it."""
     try:
-        return _run(cmd, apps, caller)
+        return _run(cmd, core, caller, authz or Authorizer(core.settings))
     except RequestError as exc:
         return Reply(str(exc), ok=False)
 
 
-def _refused(
-    caller: Caller,
-    apps: ReviewApps,
-    action: str,
-    env: str,
-    reason: str,
-    mentions: tuple[str, ...] = (),
-) -> Reply:
-    """A refusal; ``mentions``: the user and group ids in ``reason`` that a chat may mention."""
-    apps.store.audit("refused", caller.actor, env, caller.source, verb=action, reason=reason)
-    return Reply(f"not allowed: {reason}", ok=False, data={"refused": True, "mentions": mentions})
+def _refused(core: Core, caller: Caller, verb: str, env: str, decision: Decision) -> Reply:
+    """A refusal; ``mentions``: the user and group ids in the reason that a chat may mention."""
+    reason = decision.reason
+    core.store.audit("refused", caller.actor, env, caller.source, verb=verb, reason=reason)
+    return Reply(
+        f"not allowed: {reason}", ok=False, data={"refused": True, "mentions": decision.mentions}
+    )
 
 
-def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
-    actor, source, authz = caller.actor, caller.source, caller.authz
+def _run(cmd: Command, core: Core, caller: Caller, authz: Authorizer) -> Reply:
+    actor, source = caller.actor, caller.source
+    intake, queries = core.intake, core.queries
+    row = queries.find_env(cmd.env, cmd.app) if isinstance(cmd, ON_AN_ENV) else None
+    decision = authz.check(caller, cmd, row)
+    if not decision.allowed:
+        name = row["name"] if row else getattr(cmd, "branch", "")
+        return _refused(core, caller, verb_of(cmd), name, decision)
     match cmd:
         case Deploy(branch=branch, app=app, sha=sha, wait=wait):
-            if authz is not None:
-                try:
-                    app_cfg = apps.settings.app(app)
-                except KeyError as exc:
-                    return Reply(str(exc.args[0]), ok=False)
-                decision = authz.can_deploy(actor, app_cfg)
-                if not decision.allowed:
-                    return _refused(
-                        caller, apps, "deploy", branch, decision.reason, decision.mentions
-                    )
-            req = apps.request_deploy(
+            req = intake.request_deploy(
                 branch,
                 app,
                 sha=sha,
@@ -106,38 +91,18 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             if req.superseded:
                 text += f"; it replaces queued operation(s) {', '.join(map(str, req.superseded))}"
             return Reply(text, operation=req.operation, data={"env": req.env, "url": req.url})
-        case Stop(env=env, app=app):
-            row = apps.find_env(env, app)
-            if authz is not None:
-                decision = authz.can_stop(actor, row)
-                if not decision.allowed:
-                    return _refused(
-                        caller, apps, "stop", row["name"], decision.reason, decision.mentions
-                    )
-            req = apps.request_stop(
+        case Stop() if row is not None:
+            req = intake.request_stop(
                 row["name"], requested_by=actor, source=source, context=caller.context
             )
             text = f"queued stop of {req.env}, operation {req.operation.id}"
             if req.note:
                 text += f" ({req.note})"
             return Reply(text, operation=req.operation, data={"env": req.env})
-        case Keep(env=env, duration=duration, app=app):
-            row = apps.find_env(env, app)
+        case Keep(duration=duration) if row is not None:
             forever = duration == "forever"
-            if authz is not None:
-                decision = authz.can_stop(actor, row, verb="keep")
-                if not decision.allowed:
-                    return _refused(
-                        caller, apps, "keep", row["name"], decision.reason, decision.mentions
-                    )
-                of_app = apps.settings.apps.get(row["app"])
-                admins = list(apps.settings.admins) + list(of_app.admins if of_app else ())
-                pin_guarded = apps.settings.pin_requires_admin and admins
-                if forever and pin_guarded and not authz.is_admin(actor, of_app):
-                    reason = f'only an admin may keep {row["name"]} forever; try "keep ENV 1w"'
-                    return _refused(caller, apps, "keep", row["name"], reason)
             seconds = None if forever or duration is None else parse_duration(duration)
-            expires = apps.keep(
+            expires = intake.keep(
                 row["name"], seconds, forever=forever, requested_by=actor, source=source
             )
             if expires is None:
@@ -145,17 +110,9 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
             else:
                 text = f"{row['name']} is kept until {expires}"
             return Reply(text, data={"env": row["name"], "expires_at": expires})
-        case Wake(env=env, app=app):
-            row = apps.find_env(env, app)
-            of_app = apps.settings.apps.get(row["app"])
-            if authz is not None and of_app is not None:
-                decision = authz.can_deploy(actor, of_app)
-                if not decision.allowed:
-                    return _refused(
-                        caller, apps, "wake", row["name"], decision.reason, decision.mentions
-                    )
-            apps.touch(row)
-            req = apps.request_scale(
+        case Wake() if row is not None:
+            intake.touch(row)
+            req = intake.request_scale(
                 row["name"], "wake", requested_by=actor, source=source, context=caller.context
             )
             text = f"queued wake of {req.env}, operation {req.operation.id}"
@@ -163,28 +120,19 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
         case List(mine=mine, app=app, all=everything):
             if mine and not actor:
                 return Reply("--mine needs to know who you are", ok=False)
-            rows = apps.list_envs(
+            rows = queries.list_envs(
                 app=app, owner=actor if mine else None, include_stopped=everything
             )
             return Reply(format_list(rows), data={"count": len(rows), "rows": rows})
-        case Status(env=env, app=app):
-            row = apps.find_env(env, app)
-            apps.touch(row)
-            status = apps.status(row["name"], live=not caller.fast)
+        case Status() if row is not None:
+            intake.touch(row)
+            status = queries.status(row["name"], live=not caller.fast)
             return Reply(format_status(status), data={"env": row["name"]})
-        case Logs(env=env, app=app, service=service, since=since, lines=lines):
-            row = apps.find_env(env, app)
+        case Logs(service=service, since=since, lines=lines) if row is not None:
             name = row["name"]
-            of_app = apps.settings.apps.get(row["app"])
-            if authz is not None:
-                if of_app is None:
-                    return Reply(f"app {row['app']!r} of {name} is no longer configured", ok=False)
-                decision = authz.can_deploy(actor, of_app)
-                if not decision.allowed:
-                    reason = f"{decision.reason} (reading its logs takes the same right)"
-                    return _refused(caller, apps, "logs", name, reason, decision.mentions)
+            of_app = core.settings.apps.get(row["app"])
             data: dict[str, Any] = {"env": name}
-            apps.touch(row)
+            intake.touch(row)
             if caller.fast:  # the front door fetches them after its answer
                 try:
                     services_to_read(of_app, row, service)
@@ -192,8 +140,8 @@ def _run(cmd: Command, apps: ReviewApps, caller: Caller) -> Reply:
                     return Reply(str(exc), ok=False)
                 text = f"fetching the last {lines} log lines of {name}"
                 return Reply(text, data={**data, "pending": True})
-            result = apps.container_logs(name, service, since, lines)
-            apps.store.audit(
+            result = queries.container_logs(name, service, since, lines)
+            core.store.audit(
                 "logs read", actor, name, source, service=service, since=since, lines=lines
             )
             return Reply(format_logs(result), data={**data, "logs": result})
@@ -208,27 +156,6 @@ def format_help(verb: str | None = None) -> str:
     lines = ["revieee gives each branch its own review environment. Commands:"]
     lines += [f"  {usage(v):<48} {description(v).split('. ')[0].rstrip('.')}" for v in VERBS]
     return "\n".join(lines)
-
-
-def _age(stamp: str | None, now: datetime) -> str:
-    if not stamp:
-        return "-"
-    seconds = int((now - datetime.fromisoformat(stamp)).total_seconds())
-    if seconds < 3600:
-        return f"{max(seconds, 0) // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-def logs_summary(result: ContainerLogs) -> str:
-    """One line saying what a ``logs`` answer holds."""
-    since = duration_text(result.since)
-    scope = f"{result.env} ({', '.join(result.services)})"
-    if not result.lines:
-        return f"no log lines in the last {since} for {scope}"
-    read = f" (of {result.found} read)" if result.found > len(result.lines) else ""
-    return f"last {len(result.lines)} log lines{read} of {scope}, from the last {since}"
 
 
 def format_logs(result: ContainerLogs) -> str:
@@ -251,7 +178,7 @@ def format_list(rows: list[dict[str, Any]]) -> str:
             r["branch"],
             r["status"],
             r["owner"] or "-",
-            _age(r["created_at"], now),
+            age(r["created_at"], now),
             money(r["cost"]) if r.get("cost") is not None else "-",
             r["url"] or "-",
         )

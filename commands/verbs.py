@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_KEEP = 90 * 86400  # the longest ``keep ENV <duration>`` (longer: ``forever``)
 MAX_SINCE = 7 * 86400  # how far back ``logs --since`` may look
 MAX_LINES = 5000  # how many lines ``logs --lines`` may ask for
@@ -116,6 +115,11 @@ VERBS: dict[str, type[Command]] = {
 }
 
 
+def verb_of(cmd: Command) -> str:
+    """The verb that parses into ``cmd``."""
+    return next(name for name, kind in VERBS.items() if isinstance(cmd, kind))
+
+
 def usage(verb: str) -> str:
     return (VERBS[verb].__doc__ or verb).splitlines()[0].strip()
 
@@ -123,13 +127,3 @@ def usage(verb: str) -> str:
 def description(verb: str) -> str:
     lines = (VERBS[verb].__doc__ or "").splitlines()[1:]
     return " ".join(line.strip() for line in lines if line.strip())
-
-
-def duration_text(seconds: int) -> str:
-    """``900`` -> ``"15m"``: the largest unit that divides ``seconds`` (as ``--since`` takes it)."""
-    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
-        if unit == "w":
-            continue  # "7d" reads better than "1w" in an answer
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

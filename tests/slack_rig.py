@@ -276,6 +276,9 @@ class SlackRig:
         return ref
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return  # a test may close a rig before its fixture does
+        self._closed = True
         if self._server is not None:
             self._server.stop()
         self.runtime.runner.shutdown(drain=True)

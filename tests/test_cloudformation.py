@@ -214,7 +214,7 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
     try:
         runtime.runner.start()
         env = env_name("shop", "demo")
-        req = runtime.apps.request_deploy("demo", sha="c0ffee1" + "0" * 33)
+        req = runtime.core.intake.request_deploy("demo", sha="c0ffee1" + "0" * 33)
         deadline = 60
         import time
 

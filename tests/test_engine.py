@@ -17,7 +17,9 @@ import pytest
 
 from bot.app import Runtime, build
 from bot.aws import AwsClients, CallCounter
-from bot.engine import Engine, EngineError, EnvSpec, ImageMissing
+from bot.engine import Engine, EngineError, EnvSpec, ImageMissing, aws_step
+from bot.events import Step
+from bot.lifecycle import Lifecycle
 from bot.naming import ecs_service_name, env_name, service_label, task_family
 from bot.sandbox import (
     EXECUTION_ROLE_ARN,
@@ -35,13 +37,13 @@ ENV = env_name("shop", BRANCH)
 
 
 def deploy(rt: Runtime, branch: str = BRANCH, **kwargs: object):  # type: ignore[no-untyped-def]
-    req = rt.apps.request_deploy(branch, "shop", requested_by="U1", **kwargs)  # type: ignore[arg-type]
+    req = rt.core.intake.request_deploy(branch, "shop", requested_by="U1", **kwargs)  # type: ignore[arg-type]
     assert rt.runner.run_until_idle(only=req.operation.id) == 1
     return rt.store.get_operation(req.operation.id)
 
 
 def stop(rt: Runtime, env: str = ENV):  # type: ignore[no-untyped-def]
-    req = rt.apps.request_stop(env, requested_by="U1")
+    req = rt.core.intake.request_stop(env, requested_by="U1")
     assert rt.runner.run_until_idle(only=req.operation.id) == 1
     return rt.store.get_operation(req.operation.id)
 
@@ -257,7 +259,7 @@ def test_timeout_marks_environment_failed(seeded: Seeded, aws: AwsClients, tmp_p
 def test_failed_redeploy_keeps_running_environment_running(runtime: Runtime) -> None:
     assert deploy(runtime, wait=True).status == "succeeded"
     lines: list[str] = []
-    runtime.apps.listeners.append(lambda op, step, message: lines.append(message))
+    runtime.bus.subscribe(Step, lambda e: lines.append(e.message))
     op = deploy(runtime, sha="1234567abcdef", wait=True)
     assert op.status == "failed"
     assert lines[-1].endswith("(the previous version keeps serving)")
@@ -288,7 +290,7 @@ def test_redeploy_failing_while_first_rollout_never_served_stays_failed(
     )
     try:
         lines: list[str] = []
-        rt.apps.listeners.append(lambda op, step, message: lines.append(message))
+        rt.bus.subscribe(Step, lambda e: lines.append(e.message))
         assert deploy(rt, wait=True).status == "failed"
         assert deploy(rt, sha="0000000", wait=True).status == "failed"
         assert rt.store.get_env(ENV)["status"] == "failed"  # type: ignore[index]
@@ -297,7 +299,7 @@ def test_redeploy_failing_while_first_rollout_never_served_stays_failed(
         rt.close()
 
 
-def test_deploy_without_wait_then_status_marks_running(
+def test_deploy_without_wait_then_status_shows_running_and_the_scheduler_settles_it(
     runtime: Runtime, aws: AwsClients, strict: StrictAws
 ) -> None:
     strict.ecs.task_start = 3.0  # long enough to see "not yet" on a busy machine
@@ -306,16 +308,20 @@ def test_deploy_without_wait_then_status_marks_running(
     assert runtime.store.get_env(ENV)["status"] == "deploying"  # type: ignore[index]
     assert runtime.store.deployments(ENV)[0]["result"] == "started"
     # The tasks take task_start to run: status asks ECS, and says so meanwhile.
-    status = runtime.apps.status(ENV)
+    status = runtime.core.queries.status(ENV)
     assert status["env"]["status"] == "deploying"
     assert status["live"]["web"]["running"] == 0
     deadline = time.monotonic() + 15
     while status["env"]["status"] != "running" and time.monotonic() < deadline:
         time.sleep(0.2)
-        status = runtime.apps.status(ENV)
+        status = runtime.core.queries.status(ENV)
     assert status["env"]["status"] == "running"
     assert status["live"]["web"]["running"] == 1 and status["live"]["web"]["status"] == "ACTIVE"
     assert status["live"]["web"]["rollout"] == "COMPLETED"
+    # a query never writes: the store learns it from the scheduler's expiry job
+    assert runtime.store.get_env(ENV)["status"] == "deploying"  # type: ignore[index]
+    Lifecycle(runtime.settings, runtime.store, runtime.core).expire()
+    assert runtime.store.get_env(ENV)["status"] == "running"  # type: ignore[index]
 
 
 def test_stop_removes_every_resource(
@@ -328,7 +334,7 @@ def test_stop_removes_every_resource(
     assert len(listed) == 1 and listed[0]["Attributes"]["ECS_SERVICE_NAME"].endswith("-web")
     counter = CallCounter(aws)
     lines: list[str] = []
-    runtime.apps.listeners.append(lambda op, step, message: lines.append(message))
+    runtime.bus.subscribe(Step, lambda e: lines.append(e.message))
     op = stop(runtime)
     assert op.status == "succeeded", op.error
     # ECS deregisters a deleted service's tasks itself: ours met its operation and waited.
@@ -369,7 +375,7 @@ def test_stop_of_resources_already_gone_succeeds_and_says_so(
         time.sleep(0.1)
     admin.servicediscovery.delete_service(Id=web)
     lines: list[str] = []
-    runtime.apps.listeners.append(lambda op, step, message: lines.append(message))
+    runtime.bus.subscribe(Step, lambda e: lines.append(e.message))
     op = stop(runtime)
     assert op.status == "succeeded", op.error
     assert f"ECS service {ecs_service_name(ENV, 'web')} was already gone" in lines
@@ -384,11 +390,11 @@ def test_stop_of_resources_already_gone_succeeds_and_says_so(
 
 
 def test_stop_unknown_environment_is_refused_with_a_hint(runtime: Runtime) -> None:
-    from bot.review import RequestError
+    from bot.core import RequestError
 
     assert deploy(runtime, wait=True).status == "succeeded"
     with pytest.raises(RequestError) as err:
-        runtime.apps.request_stop("shop-feature-checkou")
+        runtime.core.intake.request_stop("shop-feature-checkou")
     assert ENV in str(err.value)
 
 
@@ -472,7 +478,7 @@ def test_a_deploy_the_circuit_breaker_rolled_back_is_a_failure_that_says_so(
     sha = "abcdef1" + "0" * 33
     push_index(admin.ecr, "shop-web", f"feature-checkout-{sha[:7]}", platforms=("linux/arm64",))
     lines: list[str] = []
-    runtime.apps.listeners.append(lambda op, step, message: lines.append(f"{step}: {message}"))
+    runtime.bus.subscribe(Step, lambda e: lines.append(f"{e.step}: {e.message}"))
     op = deploy(runtime, sha=sha, wait=True)
     assert op.status == "failed"
     web = ecs_service_name(ENV, "web")
@@ -491,7 +497,7 @@ def test_a_deploy_the_circuit_breaker_rolled_back_is_a_failure_that_says_so(
     assert described["taskDefinition"].endswith(f"{family}:1")
     assert runtime.store.deployments(ENV)[0]["result"] == "failed"
     # and status agrees: the environment is stable on revision 1
-    assert runtime.apps.status(ENV)["env"]["status"] == "running"
+    assert runtime.core.queries.status(ENV)["env"]["status"] == "running"
 
 
 def test_a_redeploy_right_after_a_stop_waits_out_draining(
@@ -501,7 +507,7 @@ def test_a_redeploy_right_after_a_stop_waits_out_draining(
     assert deploy(runtime, wait=True).status == "succeeded"
     assert stop(runtime).status == "succeeded"
     lines: list[str] = []
-    runtime.apps.listeners.append(lambda op, step, message: lines.append(f"{step}: {message}"))
+    runtime.bus.subscribe(Step, lambda e: lines.append(f"{e.step}: {e.message}"))
     op = deploy(runtime, wait=True)
     assert op.status == "succeeded", op.error
     web = ecs_service_name(ENV, "web")
@@ -565,7 +571,7 @@ def test_an_app_of_twelve_services_is_described_ten_at_a_time(
         sent = counter.params_of("ecs:DescribeServices")
         assert sent and all(len(p["services"]) <= 10 for p in sent)
         assert any(len(p["services"]) == 10 for p in sent)
-        live = rt.apps.status(ENV)["live"]
+        live = rt.core.queries.status(ENV)["live"]
         assert len(live) == 12 and all(s["status"] == "ACTIVE" for s in live.values())
     finally:
         rt.close()
@@ -607,7 +613,7 @@ def test_an_arm64_template_runs_on_fargate_not_spot(
     try:
         counter = CallCounter(aws)
         lines: list[str] = []
-        rt.apps.listeners.append(lambda op, step, message: lines.append(message))
+        rt.bus.subscribe(Step, lambda e: lines.append(e.message))
         op = deploy(rt, sha=sha, wait=True)
         assert op.status == "succeeded", op.error
         strategies = {
@@ -673,3 +679,24 @@ def test_the_namespace_by_id_and_an_ambiguous_name(
     ):
         by_name.namespace()
     assert by_id.namespace()[0] == seeded.namespace_id
+
+
+def test_aws_step_answers_the_codes_it_is_given_and_names_the_step_otherwise(
+    runtime: Runtime, aws: AwsClients
+) -> None:
+    """The one translation of AWS errors: an expected refusal is an answer, any other error an
+    EngineError that names the step."""
+    step = "looking for shop-web:never-pushed"
+    missing = {"repositoryName": "shop-web", "imageIds": [{"imageTag": "never-pushed"}]}
+    gone = ("ImageNotFoundException",)
+    with aws_step(step, ok_codes=gone) as refused:
+        aws.ecr.describe_images(**missing)
+    assert refused.code == "ImageNotFoundException"
+    assert refused.message.startswith("ImageNotFoundException: ")
+    with pytest.raises(EngineError) as err, aws_step(step):
+        aws.ecr.describe_images(**missing)
+    assert err.value.step == step
+    assert str(err.value).startswith(f"{step}: ImageNotFoundException")
+    with aws_step(step, ok_codes=gone) as fine:
+        aws.ecr.describe_repositories(repositoryNames=["shop-web"])
+    assert fine.code is None

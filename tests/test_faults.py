@@ -38,7 +38,7 @@ def faulty_runtime(
 
 
 def _deploy(rt: Runtime) -> str | None:
-    req = rt.apps.request_deploy("feature/checkout", "shop", wait=True)
+    req = rt.core.intake.request_deploy("feature/checkout", "shop", wait=True)
     rt.runner.run_until_idle(only=req.operation.id)
     op = rt.store.get_operation(req.operation.id)
     return None if op.status == "succeeded" else op.error

@@ -56,11 +56,14 @@ def make(
 ) -> Iterator[Make]:
     rigs: list[tuple[SlackRig, FakeSlack]] = []
 
-    def make(environ: dict[str, str] | None = None) -> SlackRig:
-        config = sandbox_config(seeded, str(tmp_path / "revieee.db"))
+    def make(
+        environ: dict[str, str] | None = None, app: dict[str, object] | None = None
+    ) -> SlackRig:
+        config = sandbox_config(seeded, str(tmp_path / f"revieee-{len(rigs)}.db"))
         config["apps"]["shop"]["services"]["web"]["repository"] = REPO
-        config["apps"]["shop"].update(pull_requests="label", label="bug")
-        push_image(admin.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
+        config["apps"]["shop"].update(pull_requests="label", label="bug", **(app or {}))
+        if not rigs:  # a second rig of a test (another configuration) finds it there
+            push_image(admin.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
         env = environ or {"GITHUB_TOKEN": "ghp_test"}
         env = {**env, "REVIEEE_GITHUB_API_URL": gh.url}
         slack = FakeSlack()
@@ -210,6 +213,38 @@ def test_comment_commands_need_write_permission(make: Make, gh: FakeGitHub) -> N
     assert rig.runtime.store.operations() == []
     refused = [e for e in rig.runtime.store.audit_events() if e["action"] == "refused"]
     assert refused and refused[0]["actor"] == "mallory"
+
+
+def test_the_apps_lists_apply_to_comment_commands_as_to_slack(make: Make, gh: FakeGitHub) -> None:
+    """One authorizer for every front door: write access lets a login reach revieee; then
+    ``deployers`` and ``stoppers`` decide, naming GitHub logins as ``github:LOGIN``."""
+    rig = make(app={"deployers": ["U0ALICE"], "stoppers": ["github:HUBOT"]})
+    gh.permissions[(REPO, "hubot")] = "write"
+    gh.permissions[(REPO, "mallory")] = "maintain"
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    assert outcome(rig) == "failed: deploy: not allowed: only U0ALICE (or an admin) may deploy shop"
+    assert rig.runtime.store.operations() == []
+    assert (comment_id(), "confused", REPO) in gh.reactions
+    refused = [e for e in rig.runtime.store.audit_events() if e["action"] == "refused"]
+    assert [(e["actor"], e["source"]) for e in refused] == [("Codertocat", "github")]
+    rig.close()
+
+    # the login listed (in any case) may deploy; a listed stopper may stop it, nobody else
+    rig = make(app={"deployers": ["U0ALICE", "github:codertocat"], "stoppers": ["github:HUBOT"]})
+    rig.github("issue_comment", comment("/revieee deploy"))
+    rig.settle()
+    assert outcome(rig).startswith("ran: deploy")
+    assert rig.runtime.store.get_env(ENV)["owner"] == "Codertocat"  # type: ignore[index]
+    rig.github("issue_comment", comment("/revieee stop", user="mallory"))
+    rig.settle()
+    assert outcome(rig) == (
+        f"failed: stop: not allowed: only its owner (Codertocat) or an admin may stop {ENV}"
+    )
+    rig.github("issue_comment", comment("/revieee stop", user="hubot"))
+    rig.settle()
+    assert outcome(rig).startswith("ran: stop")
+    assert rig.runtime.store.get_env(ENV)["status"] == "stopped"  # type: ignore[index]
 
 
 def test_a_fork_pull_request_is_deployed_at_its_head_commit_by_a_maintainer_only(

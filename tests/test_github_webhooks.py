@@ -491,4 +491,4 @@ def rig_events(rig: SlackRig) -> Any:
     from bot.github.events import GitHubEvents
 
     rt = rig.runtime
-    return GitHubEvents(rt.settings, rt.store, rt.apps, rt.forge)
+    return GitHubEvents(rt.settings, rt.store, rt.core, rt.forge)

@@ -30,12 +30,14 @@ from bot.slack.blocks import (
     deploy_message,
     home_view,
     list_blocks,
+    orphan_message,
     reminder_message,
     summary_message,
 )
-from bot.slack.listeners import code_block, reply_text
+from bot.slack.listeners import reply_text
+from bot.slack.mrkdwn import code_block
 from bot.slack.notifier import step_reply
-from bot.sweeper import Orphan, SweepResult, orphan_report
+from bot.sweeper import Orphan, SweepResult
 from commands.run import Reply
 from commands.verbs import Deploy, Keep, List, Status, Stop
 from tests.conftest import MakeRig
@@ -195,11 +197,11 @@ def test_reminders_and_the_weekly_summary(branch: str, owner: str, reason: str) 
 
 @CHECK
 @given(name=hostile, env=hostile, line=hostile)
-def test_the_orphan_report(name: str, env: str, line: str) -> None:
+def test_the_orphan_message(name: str, env: str, line: str) -> None:
     orphans = [Orphan(id="arn", kind="ecs-service", name=name, env=env, app=env)] * 50
-    text, blocks = orphan_report(SweepResult(new=orphans))
+    text, blocks = orphan_message(SweepResult(new=orphans))
     assert_clean(blocks, text)
-    text, blocks = orphan_report(SweepResult(deleted=[line] * 5))
+    text, blocks = orphan_message(SweepResult(deleted=[line] * 5))
     assert_clean(blocks, text)
 
 

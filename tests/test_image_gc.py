@@ -59,7 +59,7 @@ def rt(seeded: Seeded, aws: AwsClients, tmp_path: Any) -> Iterator[Runtime]:
 
 def gc(rt: Runtime, dry_run: bool = False) -> tuple[list[str], list[str]]:
     lines: list[str] = []
-    deleted = rt.apps.images.gc_untagged(
+    deleted = rt.core.executor.images.gc_untagged(
         dry_run=dry_run, report=lambda step, line: lines.append(f"{step}: {line}")
     )
     return deleted, lines
@@ -293,7 +293,9 @@ def test_a_stop_keeps_a_built_tag_whose_image_a_kept_index_lists(
     lines: list[str] = []
     sent = CallCounter(aws)
 
-    done = rt.apps.images.cleanup(rt.settings.apps["shop"], env, lambda s, m: lines.append(m))
+    done = rt.core.executor.images.cleanup(
+        rt.settings.apps["shop"], env, lambda s, m: lines.append(m)
+    )
 
     assert (
         done

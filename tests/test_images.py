@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot import cli
+from bot import cli, events
 from bot.app import build
 from bot.aws import AwsClients, CallCounter
 from bot.config import settings_from_mapping
@@ -97,9 +97,16 @@ def test_a_missing_image_is_built_with_codebuild_and_its_log_streams_into_the_th
     make_project(admin)
     rig = make_rig(app=web(**CODEBUILD))
     sent = CallCounter(rig.runtime.clients)
+    steps: list[events.Step] = []
+    rig.runtime.bus.subscribe(events.Step, steps.append)
     assert rig.command(f"deploy {BRANCH} --sha {SHA}").status == 200
     row = rig.wait_status(ENV, "running", "failed")
     assert row["status"] == "running", row["error"]
+    # each step comes with the phase its emitter declares, in the order a deploy goes through
+    phases = [p for i, p in enumerate(s.phase for s in steps) if i == 0 or steps[i - 1].phase != p]
+    assert phases == ["queued", "resolving", "building", "deploying", "ready"]
+    assert {s.phase for s in steps if s.step == "building image"} == {events.Phase.BUILDING}
+    assert isinstance(steps[-1], events.Finished) and not steps[-1].superseded
 
     build = builds.only()
     assert build.project == "shop-web-images"
@@ -518,8 +525,8 @@ def test_a_restart_mid_build_follows_the_same_build_instead_of_starting_another(
             raise Crash
         time.sleep(seconds)
 
-    first.apps.images._sleep = dies_once_the_build_runs
-    req = first.apps.request_deploy(BRANCH, sha=SHA)
+    first.core.executor.images._sleep = dies_once_the_build_runs
+    req = first.core.intake.request_deploy(BRANCH, sha=SHA)
     with pytest.raises(Crash):
         first.runner.run_until_idle()
     assert first.store.get_operation(req.operation.id).status == "running"
@@ -533,7 +540,7 @@ def test_a_restart_mid_build_follows_the_same_build_instead_of_starting_another(
         [f"{socket.gethostname()}:{dead.pid}", req.operation.id],
     )
     steps: list[str] = []
-    second.apps.listeners.append(lambda op, step, message: steps.append(message))
+    second.bus.subscribe(events.Step, lambda e: steps.append(e.message))
     resumed, _ = second.runner.recover()
     assert resumed == [req.operation.id]
     builds.release(builds.order[0])

@@ -467,13 +467,13 @@ def test_the_cost_comes_from_the_task_size_and_the_hours_it_ran(
     travel(MONDAY_10 + timedelta(hours=100))
     status = rig.command(f"status {env}").json()["text"]
     assert f"cost about ${rate * 100:.2f} so far" in status
-    listing = rig.runtime.apps.list_envs()
+    listing = rig.runtime.core.queries.list_envs()
     assert listing[0]["cost"] == pytest.approx(rate * 100, rel=0.01)
     # once stopped, the cost so far stays what it was
     rig.command(f"stop {env}")
     rig.wait_status(env, "stopped")
     travel(MONDAY_10 + timedelta(hours=130))
-    stopped = rig.runtime.apps.status(env, live=False)
+    stopped = rig.runtime.core.queries.status(env, live=False)
     assert stopped["cost"] == pytest.approx(rate * 100, rel=0.01)
 
 

@@ -18,9 +18,9 @@ from bot import container_logs
 from bot.app import Runtime, build
 from bot.aws import AwsClients, CallCounter, build_clients
 from bot.config import settings_from_mapping
+from bot.core import RequestError
 from bot.engine import EngineError
 from bot.naming import env_name
-from bot.review import RequestError
 from bot.sandbox import (
     Seeded,
     StrictSandbox,
@@ -88,7 +88,7 @@ def logged(admin: AwsClients, seeded: Seeded) -> None:
 
 
 def deploy(rt: Runtime, branch: str = BRANCH) -> dict[str, Any]:
-    req = rt.apps.request_deploy(branch, "shop", wait=True)
+    req = rt.core.intake.request_deploy(branch, "shop", wait=True)
     rt.runner.run_until_idle(only=req.operation.id)
     assert rt.store.get_operation(req.operation.id).status == "succeeded"
     row = rt.store.get_env(req.env)
@@ -142,7 +142,7 @@ def test_lines_of_two_tasks_interleaved_by_time_and_only_this_environment(
     write(admin, f"shop/{other}/web/{TASK_C}", [(times[1], "another environment")])
 
     counter = CallCounter(aws)
-    result = runtime.apps.container_logs(BRANCH)  # a branch works as well as the name
+    result = runtime.core.queries.container_logs(BRANCH)  # a branch works as well as the name
     assert result.lines == [
         f"{clock(times[0])} web/a1b2c3d a: starting",
         f"{clock(times[1])} web/0f1e2d3 b: starting",
@@ -168,11 +168,11 @@ def test_lines_keeps_the_newest_and_since_leaves_out_older_events(
     write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(7200), "two hours ago")])
     write(admin, f"shop/{ENV}/web/{TASK_B}", [(ms_ago(60 - i), f"line {i}") for i in range(10)])
 
-    newest = runtime.apps.container_logs(ENV, lines=3)
+    newest = runtime.core.queries.container_logs(ENV, lines=3)
     assert [line.split(" ", 2)[2] for line in newest.lines] == ["line 7", "line 8", "line 9"]
     assert newest.found == 10  # the two-hour-old event is outside the default 15 minutes
 
-    wider = runtime.apps.container_logs(ENV, since_seconds=3 * 3600, lines=100)
+    wider = runtime.core.queries.container_logs(ENV, since_seconds=3 * 3600, lines=100)
     assert wider.found == 11
     assert wider.lines[0].endswith("web/a1b2c3d two hours ago")
     assert wider.lines[-1].endswith("web/0f1e2d3 line 9")
@@ -186,17 +186,17 @@ def test_service_selects_one_and_an_unknown_service_lists_them(
     write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(30), "from web")])
     write(admin, f"api/{ENV}/api/{TASK_B}", [(ms_ago(20), "from api")])
 
-    both = runtime.apps.container_logs(ENV)
+    both = runtime.core.queries.container_logs(ENV)
     assert [line.split(" ", 1)[1] for line in both.lines] == [
         "web/a1b2c3d from web",
         "api/0f1e2d3 from api",
     ]
-    only_api = runtime.apps.container_logs(ENV, service="api")
+    only_api = runtime.core.queries.container_logs(ENV, service="api")
     assert only_api.services == ["api"]
     assert [line.split(" ", 1)[1] for line in only_api.lines] == ["api/0f1e2d3 from api"]
 
     with pytest.raises(RequestError) as info:
-        runtime.apps.container_logs(ENV, service="db")
+        runtime.core.queries.container_logs(ENV, service="db")
     assert (
         str(info.value) == f"reading the logs of {ENV}: no service 'db'; its services are web, api"
     )
@@ -209,7 +209,7 @@ def test_a_container_logging_elsewhere_is_said_not_failed(
     template(admin, "shop-api", "api", 9000, splunk)
     deploy(runtime)
     write(admin, f"shop/{ENV}/web/{TASK_A}", [(ms_ago(30), "ok")])
-    result = runtime.apps.container_logs(ENV)
+    result = runtime.core.queries.container_logs(ENV)
     assert result.notes == ["container api of api logs with splunk, not CloudWatch"]
     assert len(result.lines) == 1
 
@@ -219,7 +219,7 @@ def test_a_missing_log_group_is_a_clear_note(
 ) -> None:
     template(admin, "shop-web", "web", 8080, awslogs())  # the group was never created
     deploy(runtime)
-    result = runtime.apps.container_logs(ENV, service="web")
+    result = runtime.core.queries.container_logs(ENV, service="web")
     assert result.lines == [] and result.links == {}
     assert result.notes == [
         f"log group {GROUP} of web does not exist: no task has logged to it yet "
@@ -234,7 +234,7 @@ def test_a_log_group_outside_the_roles_reach_is_a_clear_note(
     template(admin, "shop-web", "web", 8080, awslogs(group="/ecs/elsewhere"))
     admin.logs.create_log_group(logGroupName="/ecs/elsewhere")
     deploy(runtime)
-    result = runtime.apps.container_logs(ENV, service="web")
+    result = runtime.core.queries.container_logs(ENV, service="web")
     assert result.lines == []
     assert result.notes == [
         "revieee may not read log group /ecs/elsewhere of web: its role reads the stack's "
@@ -245,9 +245,9 @@ def test_a_log_group_outside_the_roles_reach_is_a_clear_note(
 
 
 def test_an_environment_with_nothing_deployed_says_so(runtime: Runtime) -> None:
-    runtime.apps.request_deploy("ghost", "shop")  # queued, never run: no services yet
+    runtime.core.intake.request_deploy("ghost", "shop")  # queued, never run: no services yet
     with pytest.raises(RequestError, match=r"it has no deployed services .*deploy it first"):
-        runtime.apps.container_logs(env_name("shop", "ghost"))
+        runtime.core.queries.container_logs(env_name("shop", "ghost"))
 
 
 def test_scanning_is_bounded_and_a_busy_window_narrows_to_its_newest_part(

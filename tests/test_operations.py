@@ -16,7 +16,7 @@ import pytest
 
 from bot.app import Runtime, build
 from bot.aws import AwsClients
-from bot.lifecycle import REMINDED_STATUSES
+from bot.events import REMINDED
 from bot.naming import ecs_service_name, env_name
 from bot.operations import OperationRunner, is_orphan
 from bot.sandbox import Seeded, StrictSandbox, sandbox_settings
@@ -29,10 +29,10 @@ ENV = env_name("shop", BRANCH)
 
 
 def test_newer_request_supersedes_queued_ones_of_the_same_environment(runtime: Runtime) -> None:
-    first = runtime.apps.request_deploy(BRANCH, "shop")
-    second = runtime.apps.request_deploy(BRANCH, "shop", sha="abcdef1")
-    other = runtime.apps.request_deploy("main", "shop")
-    third = runtime.apps.request_deploy(BRANCH, "shop", sha="abcdef2")
+    first = runtime.core.intake.request_deploy(BRANCH, "shop")
+    second = runtime.core.intake.request_deploy(BRANCH, "shop", sha="abcdef1")
+    other = runtime.core.intake.request_deploy("main", "shop")
+    third = runtime.core.intake.request_deploy(BRANCH, "shop", sha="abcdef2")
     assert second.superseded == [first.operation.id]
     assert third.superseded == [second.operation.id]
     statuses = {op.id: op.status for op in runtime.store.operations()}
@@ -141,7 +141,7 @@ def test_background_pool_runs_work_and_shutdown_drains(
     settings = sandbox_settings(seeded, str(tmp_path / "db.sqlite"), deploy_timeout=1.0)
     rt = build(settings, clients=aws)
     rt.runner.start()
-    req = rt.apps.request_deploy(BRANCH, "shop", requested_by="U1", wait=True)
+    req = rt.core.intake.request_deploy(BRANCH, "shop", requested_by="U1", wait=True)
     deadline = time.monotonic() + 10
     while rt.store.get_operation(req.operation.id).status == "queued":
         assert time.monotonic() < deadline, "the pool never picked the operation up"
@@ -156,10 +156,10 @@ def test_background_pool_runs_work_and_shutdown_drains(
 def test_stop_queued_behind_deploy_runs_after_it(
     runtime: Runtime, aws: AwsClients, admin: AwsClients
 ) -> None:
-    deploy = runtime.apps.request_deploy(BRANCH, "shop", wait=True)
+    deploy = runtime.core.intake.request_deploy(BRANCH, "shop", wait=True)
     claimed = runtime.store.claim_next("test:1")
     assert claimed is not None and claimed.id == deploy.operation.id
-    stop = runtime.apps.request_stop(ENV)
+    stop = runtime.core.intake.request_stop(ENV)
     assert stop.superseded == []
     runtime.runner.run(claimed)
     assert runtime.runner.run_until_idle() == 1
@@ -277,7 +277,7 @@ def test_an_environment_whose_deploy_recovery_gave_up_on_ends_failed_and_expirin
     runner = OperationRunner(store, lambda op: None, max_attempts=3)
     assert runner.recover() == ([], [op.id])
     env = store.get_env("web-b")
-    assert env is not None and env["status"] == "failed" and env["status"] in REMINDED_STATUSES
+    assert env is not None and env["status"] == "failed" and env["status"] in REMINDED
     assert "gave up" in env["error"] and env["expires_at"] is not None
     (row,) = [d for d in store.deployments("web-b") if d["id"] == dep]
     assert row["result"] == "interrupted"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.text import span
 from commands.parser import UsageError, parse, parse_words
 from commands.run import format_help
 from commands.verbs import (
@@ -16,7 +17,6 @@ from commands.verbs import (
     Status,
     Stop,
     description,
-    duration_text,
     usage,
 )
 
@@ -227,5 +227,5 @@ def test_extra_argument_to_help_names_the_extra_word() -> None:
     ],
 )
 def test_logs_since_is_said_the_way_it_is_typed(seconds: int, text: str) -> None:
-    assert duration_text(seconds) == text
+    assert span(seconds) == text
     assert parse(f"logs x --since {text}") == Logs("x", since=seconds)

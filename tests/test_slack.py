@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.events import Phase, Step
 from bot.naming import env_name
 from bot.strict_aws import StrictAws
 from tests.conftest import MakeRig
@@ -523,14 +524,14 @@ def test_thread_replies_are_batched_while_slack_is_slow(rig: SlackRig, fake: Fak
     op = rig.runtime.store.operations(env=ENV)[-1]
     replies_before = len(thread_replies(fake, ref["ts"]))
 
-    notifier.on_step(op, "alone", "posted at once")
+    rig.runtime.bus.publish(Step(op, Phase.DEPLOYING, "alone", "posted at once"))
     notifier.flush()
     assert thread_replies(fake, ref["ts"])[-1] == "*alone*: posted at once"
 
     fake.rate_limit("chat.postMessage", retry_after=1)  # the next post waits a second
-    notifier.on_step(op, "first", "line 0")
+    rig.runtime.bus.publish(Step(op, Phase.DEPLOYING, "first", "line 0"))
     for i in range(1, 40):
-        notifier.on_step(op, "step", f"line {i}" + "x" * 200)
+        rig.runtime.bus.publish(Step(op, Phase.DEPLOYING, "step", f"line {i}" + "x" * 200))
     notifier.flush(timeout=20)
     new = thread_replies(fake, ref["ts"])[replies_before + 1 :]
     assert 2 <= len(new) <= 5, new  # the first alone, the other 39 batched (3,500 chars each)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.events import Phase
 from bot.github.markdown import code, fence, mention, text
 from bot.phases import PHASES, DeployView
 
 MARK = "<!-- revieee:{env} -->"
-STATUS = {  # the phases' labels, the sleeping one explained (a PR reader sees no schedule)
+# the phases' labels, the sleeping one explained (a PR reader sees no schedule)
+STATUS: dict[Phase, tuple[str, str]] = {
     **PHASES,
-    "sleeping": (PHASES["sleeping"][0], "Sleeping (scaled to zero outside working hours)"),
+    Phase.SLEEPING: (PHASES[Phase.SLEEPING][0], "Sleeping (scaled to zero outside working hours)"),
 }
 MAX_REASON = 2000
 

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.authz import Authorizer, Caller
 from bot.config import AppConfig, Settings
 from bot.container_logs import ContainerLogs
+from bot.core import Core
 from bot.github.forge import (
-    WRITE_PERMISSIONS,
     Forge,
     GitHubError,
     PullInfo,
@@ -43,10 +44,9 @@ from bot.github.forge import (
 from bot.github.markdown import code, fence, mention
 from bot.github.markdown import text as md_text
 from bot.naming import env_name
-from bot.review import ReviewApps
 from bot.store import Store
 from commands.parser import UsageError, parse
-from commands.run import Caller, logs_summary, run
+from commands.run import logs_summary, run
 from commands.verbs import Deploy, Help, Keep, List, Logs, Status, Stop
 
 log = logging.getLogger("revieee.github")
@@ -115,15 +115,17 @@ class GitHubEvents:
         self,
         settings: Settings,
         store: Store,
-        apps: ReviewApps,
+        core: Core,
         forge: Forge | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        authz: Authorizer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.apps = apps
+        self.core = core
         self.forge = forge
         self.clock = clock
+        self.authz = authz or Authorizer(settings)
 
     def apps_for(self, repository: str) -> list[AppConfig]:
         return [
@@ -199,7 +201,7 @@ class GitHubEvents:
         env = self._link(app, pull)
         if self._already_deploying(env, pull.head_sha):
             return env
-        self.apps.request_deploy(
+        self.core.intake.request_deploy(
             branch,
             app.name,
             sha=pull.head_sha,
@@ -275,7 +277,7 @@ class GitHubEvents:
                     done.append(self._deploy_pull(app, pull, sender))
                 elif self._live(env):
                     self._link(app, pull)
-                    self.apps.request_stop(env, requested_by=sender, source=SOURCE)
+                    self.core.intake.request_stop(env, requested_by=sender, source=SOURCE)
                     done.append(env)
                 else:
                     why.append(f"{env} is not running")
@@ -312,7 +314,7 @@ class GitHubEvents:
             return Outcome(f"kept {env}: its pull request was reopened")
         if not self._live(env):
             return Outcome(f"{env} is already stopped")
-        self.apps.request_stop(env, requested_by="github", source=SOURCE)
+        self.core.intake.request_stop(env, requested_by="github", source=SOURCE)
         return Outcome(f"stop {env}", [env])
 
     # -- pushes and deleted branches -------------------------------------------------------------
@@ -338,7 +340,7 @@ class GitHubEvents:
                 "sha_repository": as_configured(app, repository),
                 "repository": repository,
             }
-            self.apps.request_deploy(
+            self.core.intake.request_deploy(
                 branch, app.name, sha=sha, requested_by=pusher, source=SOURCE, context=context
             )
             done.append(env)
@@ -355,7 +357,7 @@ class GitHubEvents:
         for app in apps:
             env = env_name(app.name, branch)
             if self._live(env):
-                self.apps.request_stop(env, requested_by=sender, source=SOURCE)
+                self.core.intake.request_stop(env, requested_by=sender, source=SOURCE)
                 done.append(env)
         if done:
             return Outcome(f"stop {', '.join(done)}", done)
@@ -403,18 +405,14 @@ class GitHubEvents:
             return Outcome("ignored: no GitHub credentials to answer with")
         line = body.splitlines()[0][len(COMMAND_PREFIX) :].strip()
         permission = self.forge.permission(repository, user)
-        if permission not in WRITE_PERMISSIONS:
+        caller = Caller(user, SOURCE, {"repository": repository}, permission=permission)
+        admitted = self.authz.check(caller)  # before the comment is even parsed
+        if not admitted.allowed:
             self.store.audit(
                 "refused", user, None, SOURCE, verb=line, reason=f"permission {permission}"
             )
             self.forge.react(repository, comment_id, "-1")
-            self._reply(
-                repository,
-                int(issue["number"]),
-                f"{mention(user)} only people with write access to {code(repository)} can run "
-                "`/revieee` "
-                f"commands (you have {permission}).",
-            )
+            self._reply(repository, int(issue["number"]), answer(user, admitted.reason + "."))
             return Outcome(f"refused: {user} has {permission} permission")
         pull = self.forge.pull(repository, int(issue["number"]))
         app = apps[0]
@@ -446,7 +444,8 @@ class GitHubEvents:
             cmd = dataclasses.replace(cmd, app=app.name)
         # logs are read here and now: this runs on the inbox worker, not in the webhook's request
         fast = not isinstance(cmd, Logs)
-        reply = run(cmd, self.apps, Caller(user, SOURCE, None, context, fast=fast))
+        caller = Caller(user, SOURCE, context, fast=fast, permission=permission)
+        reply = run(cmd, self.core, caller, self.authz)
         self.forge.react(repository, comment_id, "+1" if reply.ok else "confused")
         said = reply.text
         if isinstance(cmd, Logs) and reply.ok:

@@ -21,7 +21,6 @@ import github
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 
 from bot.config import ConfigError, Secrets
-from bot.engine import EngineError
 
 log = logging.getLogger("revieee.github")
 
@@ -233,9 +232,7 @@ class GitHubForge:
         except github.UnknownObjectException:
             return None
         except Exception as exc:
-            raise EngineError(
-                f"resolving commit of {repository}@{branch}", str(_error("branch", exc))
-            ) from exc
+            raise _error("branch", exc) from exc
 
     def permission(self, repository: str, user: str) -> str:
         try:

@@ -13,16 +13,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.config import Settings
+from bot.events import Bus, Phase, Requested, Step
 from bot.github.comment import pr_comment
 from bot.github.forge import Forge, GitHubError, same_repository
-from bot.phases import phase_of, view_of
+from bot.phases import view_of
 from bot.serial import SerialWorker
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.github")
 
-DEPLOYMENT_KIND = "gh-deployment:"
-RETIRED = "inactive"  # the third part of a deployment's reference once it was marked inactive
 STATE_OF_PHASE = {
     "queued": "queued",
     "resolving": "in_progress",
@@ -59,16 +58,17 @@ class GitHubNotifier:
     def close(self) -> None:
         self._worker.close()
 
-    # -- core listeners ----------------------------------------------------------------------
+    # -- on the bus ----------------------------------------------------------------------------
 
-    def on_requested(self, op: Operation) -> None:
-        phase = {"deploy": "queued", "stop": "stopping", "sleep": "sleeping"}.get(
-            op.kind, "deploying"
-        )
-        self._worker.submit(self._report, op, phase)
+    def subscribe(self, bus: Bus) -> None:
+        bus.subscribe(Requested, self.on_requested)
+        bus.subscribe(Step, self.on_step)
 
-    def on_step(self, op: Operation, step: str, message: str) -> None:
-        self._worker.submit(self._report, op, phase_of(op, step))
+    def on_requested(self, event: Requested) -> None:
+        self._worker.submit(self._report, event.op, Phase.requested(event.op.kind))
+
+    def on_step(self, event: Step) -> None:
+        self._worker.submit(self._report, event.op, event.phase)
 
     # -- on the worker ---------------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ class GitHubNotifier:
                 repos.append(repo)  # one deployment per repository, however it is spelt
         return repos
 
-    def _report(self, op: Operation, phase: str) -> None:
+    def _report(self, op: Operation, phase: Phase) -> None:
         if not self._repositories(op):
             return  # nothing on GitHub to report to
         if self._last.get((op.env, str(op.id))) == phase:
@@ -89,7 +89,7 @@ class GitHubNotifier:
         self._comment(op, phase)
         self._deployment(op, phase)
 
-    def _comment(self, op: Operation, phase: str) -> None:
+    def _comment(self, op: Operation, phase: Phase) -> None:
         view = view_of(self.store, self.settings, op, phase, self.clock())
         body = pr_comment(view, self.slack_link(op.env))
         for pull in self.store.pulls_for(op.env):
@@ -103,30 +103,30 @@ class GitHubNotifier:
             if comment_id != pull.get("comment_id"):
                 self.store.link_pull(pull["repository"], int(pull["number"]), comment_id=comment_id)
 
-    def _deployment(self, op: Operation, phase: str) -> None:
+    def _deployment(self, op: Operation, phase: Phase) -> None:
         state = STATE_OF_PHASE.get(phase)
         if state is None or state == "queued":
             return  # a deploy's deployment is created when its work starts
         view = view_of(self.store, self.settings, op, phase, self.clock())
         for repo in self._repositories(op):
-            kind = DEPLOYMENT_KIND + repo
-            ref = self.store.get_message(op.env, kind)
+            ref = self.store.github_deployment(op.env, repo)
             if self._last_state.get((op.id, repo)) == state:
                 continue
             self._last_state[(op.id, repo)] = state
             try:
-                if op.kind == "deploy" and (ref is None or self._operation_of(ref) != op.id):
+                if op.kind == "deploy" and (ref is None or ref["operation_id"] != op.id):
                     deployment_id = self.forge.create_deployment(
                         repo,
                         op.params.get("sha") or op.branch,
                         f"review/{op.env}",
                         f"revieee: {op.branch} as {op.env}",
                     )
-                    self.store.set_message(op.env, kind, repo, f"{deployment_id}:{op.id}")
-                    if ref is not None:
-                        self._retire(op, repo, ref, f"superseded by {deployment_id}")
-                elif ref is not None and not (state == "inactive" and self._retired(ref)):
-                    deployment_id = self._deployment_of(ref)
+                    self.store.set_github_deployment(op.env, repo, deployment_id, op.id)
+                    if ref is not None and not ref["retired"]:  # unless a stop already did
+                        why = f"superseded by {deployment_id}"
+                        self._retire(op, repo, ref["deployment_id"], why)
+                elif ref is not None and not (state == "inactive" and ref["retired"]):
+                    deployment_id = ref["deployment_id"]
                 else:
                     continue  # a stop with no deployment to mark inactive, or one already
                 self.forge.deployment_status(
@@ -142,19 +142,17 @@ class GitHubNotifier:
                     }[state],
                     log_url=self.slack_link(op.env),
                 )
-                self._mark_retired(op.env, kind, repo, state == "inactive")
+                self._mark_retired(op.env, repo, state == "inactive")
             except GitHubError as exc:
                 self._failed(op, exc)
 
-    def _retire(self, op: Operation, repo: str, ref: dict[str, object], why: str) -> None:
-        """Mark the deployment a new one replaces ``inactive`` (unless a stop already did): its
-        environment is transient, so GitHub's ``auto_inactive`` leaves it as it was."""
-        if self._retired(ref):
-            return
+    def _retire(self, op: Operation, repo: str, deployment_id: int, why: str) -> None:
+        """Mark the deployment a new one replaces ``inactive``: its environment is transient,
+        so GitHub's ``auto_inactive`` leaves it as it was."""
         try:
             self.forge.deployment_status(
                 repo,
-                self._deployment_of(ref),
+                deployment_id,
                 "inactive",
                 description=why,
                 log_url=self.slack_link(op.env),
@@ -162,25 +160,13 @@ class GitHubNotifier:
         except GitHubError as exc:
             self._failed(op, exc)
 
-    def _mark_retired(self, env: str, kind: str, repo: str, retired: bool) -> None:
+    def _mark_retired(self, env: str, repo: str, retired: bool) -> None:
         """Whether the latest status of the environment's deployment is ``inactive``."""
-        ref = self.store.get_message(env, kind)
-        if ref is not None and self._retired(ref) != retired:
-            ts = ":".join(str(ref["ts"]).split(":")[:2])
-            self.store.set_message(env, kind, repo, f"{ts}:{RETIRED}" if retired else ts)
-
-    @staticmethod
-    def _deployment_of(ref: dict[str, object]) -> int:
-        return int(str(ref["ts"]).split(":")[0])
-
-    @staticmethod
-    def _operation_of(ref: dict[str, object]) -> int | None:
-        parts = str(ref["ts"]).split(":")
-        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-
-    @staticmethod
-    def _retired(ref: dict[str, object]) -> bool:
-        return str(ref["ts"]).split(":")[2:3] == [RETIRED]
+        ref = self.store.github_deployment(env, repo)
+        if ref is not None and ref["retired"] != retired:
+            self.store.set_github_deployment(
+                env, repo, ref["deployment_id"], ref["operation_id"], retired
+            )
 
     def _failed(self, op: Operation, exc: GitHubError) -> None:
         log.warning("github call failed op=%s env=%s: %s", op.id, op.env, exc)

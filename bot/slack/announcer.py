@@ -9,7 +9,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.blocks import reminder_message, summary_message, who
+from bot.slack.blocks import orphan_message, reminder_message, summary_message, who
 from bot.slack.notifier import MESSAGE_KIND
 from bot.store import Store
 
@@ -40,9 +40,8 @@ class SlackAnnouncer:
         return self._post("summary", channel, text, blocks=blocks)
 
     def orphans(self, channel: str, result: Any) -> None:
-        from bot.sweeper import orphan_report
 
-        text, blocks = orphan_report(result)
+        text, blocks = orphan_message(result)
         if self._post("orphans", channel, text, blocks=blocks):
             for orphan in result.new:
                 self.store.update_orphan(

@@ -8,8 +8,10 @@ from typing import Any
 
 from bot.authz import is_slack_user
 from bot.cost import money
-from bot.phases import PHASES, DeployView
+from bot.phases import PHASES, DeployView, status_emoji
 from bot.slack.mrkdwn import MAX_FIELD, MAX_SECTION, code, fit, link, text
+from bot.sweeper import KINDS, SweepResult
+from bot.text import elapsed
 
 Blocks = list[dict[str, Any]]
 
@@ -32,19 +34,6 @@ def who(user: str | None) -> str:
     if is_slack_user(user):
         return f"<@{user}>"
     return text(user, 100)
-
-
-def elapsed(start: datetime | None, end: datetime) -> str:
-    if start is None:
-        return "-"
-    seconds = max(int((end - start).total_seconds()), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
 def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
@@ -186,7 +175,7 @@ def _env_line(row: dict[str, Any], now: datetime) -> str:
     created = datetime.fromisoformat(row["created_at"]) if row.get("created_at") else None
     url = link(row["url"], row["name"]) if row.get("url") else code(row["name"])
     line = (
-        f"{PHASE_OF_STATUS.get(row['status'], '')} {url}  {code(row['branch'], 200)}  "
+        f"{status_emoji(row['status'])} {url}  {code(row['branch'], 200)}  "
         f"{text(row['status'])}, {who(row.get('owner'))}, up {elapsed(created, now)}"
     )
     if row.get("expires_at"):
@@ -194,17 +183,6 @@ def _env_line(row: dict[str, Any], now: datetime) -> str:
     if row.get("cost"):
         line += f", about {money(row['cost'])} so far"
     return line
-
-
-PHASE_OF_STATUS = {
-    "queued": PHASES["queued"][0],
-    "deploying": PHASES["deploying"][0],
-    "running": PHASES["ready"][0],
-    "failed": PHASES["failed"][0],
-    "stopping": PHASES["stopping"][0],
-    "stopped": PHASES["stopped"][0],
-    "sleeping": PHASES["sleeping"][0],
-}
 
 
 def list_blocks(
@@ -337,7 +315,7 @@ def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
         stops = f"\nStops {slack_date(item.stops_at)} unless kept." if item.stops_at else ""
         name = link(item.url, item.name) if item.url else code(item.name)
         line = (
-            f"{PHASE_OF_STATUS.get(item.status, '')} *{name}* {code(item.branch, 200)} "
+            f"{status_emoji(item.status)} *{name}* {code(item.branch, 200)} "
             f"({who(item.owner)}): {text(item.reason, 500)}\n"
             f"{item.status}, up {elapsed(item.created_at, now)}, last activity "
             f"{slack_date(item.last_activity)}{pr}, about {money(item.cost)} so far{stops}"
@@ -433,3 +411,78 @@ def summary_message(summary: Any) -> tuple[str, Blocks]:
         }
     )
     return fallback, blocks
+
+
+def orphan_message(result: SweepResult) -> tuple[str, Blocks]:
+    """The admin channel's message: each new orphan with a Delete button (or, with
+    ``sweep_delete``, what was deleted)."""
+    headline = f":broom: {len(result.new)} orphaned AWS resource(s) with revieee's tags"
+    if result.deleted:
+        headline = f":broom: deleted {len(result.deleted)} orphaned AWS resource(s)"
+    blocks: Blocks = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{headline}: their environment is stopped or unknown to revieee.",
+            },
+        }
+    ]
+    if result.deleted:
+        body = "\n".join(f"- {text(line, 500)}" for line in result.deleted)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": fit(body, MAX_TEXT)}})
+        return headline, blocks
+    room = MAX_BLOCKS - 3
+    for orphan in result.new[:room]:
+        app = f", app {text(orphan.app, 100)}" if orphan.app else ""
+        name = code(orphan.name, 200)
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"*{KINDS[orphan.kind]}* {code(orphan.name, 1000)}\nenvironment "
+                    f"{code(orphan.env, 300)}{app}",
+                },
+                "accessory": {
+                    "type": "button",
+                    "action_id": ACTION_DELETE_ORPHAN,
+                    "value": orphan.id,
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Delete"},
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "Delete this resource?"},
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": f"{KINDS[orphan.kind]} {name} will be deleted.",
+                        },
+                        "confirm": {"type": "plain_text", "text": "Delete it"},
+                        "deny": {"type": "plain_text", "text": "Keep it"},
+                    },
+                },
+            }
+        )
+    if len(result.new) > room:
+        rest = ", ".join(code(o.name, 300) for o in result.new[room:])
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": fit(f"… and {len(result.new) - room} more: {rest}", MAX_TEXT),
+                },
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Only resources tagged revieee:env are ever listed. Each is reported "
+                    "once; set sweep_delete = true to delete them without asking.",
+                }
+            ],
+        }
+    )
+    return headline, blocks

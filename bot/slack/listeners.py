@@ -24,9 +24,9 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.authz import SLACK_GROUP, SLACK_USER, Authorizer
+from bot.authz import SLACK_GROUP, SLACK_USER, Authorizer, Caller, DeleteOrphan
 from bot.container_logs import ContainerLogs
-from bot.review import RequestError, ReviewApps
+from bot.core import Core, RequestError
 from bot.slack import mrkdwn
 from bot.slack.blocks import (
     ACTION_DELETE_ORPHAN,
@@ -39,16 +39,13 @@ from bot.slack.blocks import (
     list_blocks,
 )
 from bot.slack.notifier import (
-    CHANNEL_ERRORS,
     MAX_REPLY,
     MESSAGE_KIND,
     SlackNotifier,
-    join,
-    snippet_type,
 )
 from bot.store import Store
 from commands.parser import UsageError, parse
-from commands.run import Caller, Reply, logs_summary, run
+from commands.run import Reply, run
 from commands.verbs import Command, Deploy, Keep, List, Logs, Stop, Wake
 
 log = logging.getLogger("revieee.slack")
@@ -58,7 +55,7 @@ SOURCE = "slack"
 
 @dataclass
 class SlackContext:
-    apps: ReviewApps
+    core: Core
     store: Store
     authz: Authorizer
     notifier: SlackNotifier
@@ -106,7 +103,7 @@ def _str_at(data: Any, *path: str | int) -> str | None:
 
 def _caller(ctx: SlackContext, user: str, channel: str | None, response_url: str | None) -> Caller:
     context = {k: v for k, v in (("channel", channel), ("response_url", response_url)) if v}
-    return Caller(user, SOURCE, ctx.authz, context, fast=True)
+    return Caller(user, SOURCE, context, fast=True)
 
 
 def _command(ctx: SlackContext) -> Callable[..., None]:
@@ -119,14 +116,14 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
         try:
             cmd = parse(body.get("text") or "")
         except UsageError as exc:
-            ack(response_type="ephemeral", text=code_block(str(exc)))
+            ack(response_type="ephemeral", text=mrkdwn.code_block(str(exc)))
             return
         user = _str_at(body, "user_id")
         if user is None:  # the HTTP front door refuses these; Socket Mode hands them over
             ack(response_type="ephemeral", text="revieee cannot tell who typed that command")
             return
         caller = _caller(ctx, user, _str_at(body, "channel_id"), _str_at(body, "response_url"))
-        reply = run(cmd, ctx.apps, caller)
+        reply = run(cmd, ctx.core, caller, ctx.authz)
         if isinstance(cmd, List) and reply.ok:
             text, blocks = list_blocks(reply.data["rows"], ctx.clock())
             ack(response_type="ephemeral", text=text, blocks=blocks)
@@ -152,55 +149,18 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
 def _post_logs(
     ctx: SlackContext, client: WebClient, respond: Callable[..., Any], cmd: Logs, caller: Caller
 ) -> None:
-    """Fetch the logs (AWS, after the ack) and post them where the environment is discussed:
-    the thread of its deploy message, else the command's channel. Short output is a message
-    with a code block; long output a file; problems are told through the response URL."""
-    reply = run(cmd, ctx.apps, dataclasses.replace(caller, fast=False))
+    """Fetch the logs (AWS, after the ack) and have the notifier post them; problems are told
+    through the response URL."""
+    reply = run(cmd, ctx.core, dataclasses.replace(caller, fast=False), ctx.authz)
     if not reply.ok:
         _respond(respond, reply_text(cmd, reply))
         return
     result: ContainerLogs = reply.data["logs"]
-    ref = ctx.store.get_message(result.env, MESSAGE_KIND)
-    channel = ref["channel"] if ref else caller.context.get("channel")
-    thread = {"thread_ts": ref["ts"]} if ref else {}
-    if not channel:
-        _respond(respond, reply.text)
-        return
-    head = f":scroll: {mrkdwn.text(logs_summary(result), 1000)}, asked by <@{caller.actor}>"
-    extras = [f"_{mrkdwn.text(note, 1000)}_" for note in result.notes] + [
-        mrkdwn.link(url, f"log group {group} in the AWS console")
-        for group, url in result.links.items()
-    ]
-    lines = code_block("\n".join(result.lines))
-    message = "\n".join([head, lines, *extras] if result.lines else [head, *extras])
-    try:
-        if len(message) <= MAX_REPLY:
-            client.chat_postMessage(channel=channel, text=message, unfurl_links=False, **thread)
-        else:
-            join(client, channel)  # a file is shared only where the bot is a member
-            client.files_upload_v2(
-                channel=channel,
-                content="\n".join(result.lines) + "\n",
-                filename=f"{result.env}-logs.txt",
-                title=f"{result.env}: last {len(result.lines)} log lines",
-                snippet_type=snippet_type("\n".join(result.lines) + "\n"),
-                initial_comment="\n".join([head, *extras]),
-                **thread,
-            )
-    except SlackApiError as exc:
-        error = str(exc.response.get("error", "")) if exc.response else str(exc)
-        log.warning("posting logs failed env=%s error=%s", result.env, error)
-        ctx.store.audit("slack error", None, result.env, SOURCE, verb="logs", error=error)
-        if error in CHANNEL_ERRORS:
-            said = (
-                f":warning: I cannot post the logs of {mrkdwn.code(result.env)} in <#{channel}> "
-                f"({mrkdwn.text(error, 200)}): "
-                "invite me with `/invite @revieee`, then ask again."
-            )
-        else:
-            why = mrkdwn.text(error, 200)
-            said = f":warning: could not post the logs of {mrkdwn.code(result.env)}: {why}"
-        _respond(respond, said)
+    problem = ctx.notifier.post_logs(
+        result, caller.actor, caller.context.get("channel"), reply.text
+    )
+    if problem is not None:
+        _respond(respond, problem)
 
 
 def _respond(respond: Callable[..., Any], text: str) -> None:
@@ -210,16 +170,11 @@ def _respond(respond: Callable[..., Any], text: str) -> None:
         log.warning("response_url failed: %s", exc)
 
 
-def code_block(plain: str) -> str:
-    """Plain text (an answer, a usage message, log lines) in a ``` block it cannot leave."""
-    return "```\n" + "\n".join(mrkdwn.verbatim(line) for line in plain.split("\n")) + "\n```"
-
-
 def reply_text(cmd: Command, reply: Reply) -> str:
     """A command's answer (plain text, see :mod:`commands.run`) as mrkdwn."""
     said = mrkdwn.text(reply.text, MAX_REPLY)
     if "\n" in reply.text:
-        said = code_block(reply.text)
+        said = mrkdwn.code_block(reply.text)
     for who in reply.data.get("mentions") or ():  # the users and groups a refusal names
         if SLACK_USER.fullmatch(who) or SLACK_GROUP.fullmatch(who):
             said = re.sub(
@@ -273,7 +228,7 @@ def _clicked(
         return
     channel = _str_at(body, "channel", "id")
     try:
-        row = ctx.apps.find_env(env)
+        row = ctx.core.queries.find_env(env)
     except RequestError as exc:
         _tell(client, user, channel, respond if channel else None, mrkdwn.text(str(exc), 2000))
         return
@@ -286,7 +241,7 @@ def _clicked(
         cmd = Wake(env=row["name"])
     else:
         cmd = Keep(env=row["name"])
-    reply = run(cmd, ctx.apps, _caller(ctx, user, channel, body.get("response_url")))
+    reply = run(cmd, ctx.core, _caller(ctx, user, channel, body.get("response_url")), ctx.authz)
     if not reply.ok or isinstance(cmd, Keep):
         _tell(client, user, channel, respond if channel else None, reply_text(cmd, reply))
     if isinstance(cmd, Keep) and reply.ok:
@@ -305,16 +260,11 @@ def _delete_clicked(
         return
     channel = _str_at(body, "channel", "id")
     orphan_id = _str_at(body, "actions", 0, "value") or ""
-    settings = ctx.apps.settings
-    admins = list(settings.admins) + [a for app in settings.apps.values() for a in app.admins]
-    allowed = (
-        not admins
-        or ctx.authz.is_admin(user, None)
-        or any(ctx.authz.is_admin(user, app) for app in settings.apps.values())
-    )
-    if not allowed:
+    decision = ctx.authz.check(_caller(ctx, user, channel, None), DeleteOrphan(orphan_id))
+    if not decision.allowed:
         ctx.store.audit("refused", user, None, SOURCE, verb="delete orphan", orphan=orphan_id)
-        _tell(client, user, channel, respond, ":no_entry: not allowed: only an admin may delete")
+        reason = mrkdwn.text(decision.reason, 500)
+        _tell(client, user, channel, respond, f":no_entry: not allowed: {reason}")
         return
     if ctx.sweeper is None:
         _tell(client, user, channel, respond, "the sweeper is not running here")
@@ -339,14 +289,14 @@ def _reacted(ctx: SlackContext, event: dict[str, Any], client: WebClient) -> Non
     user, channel, ts = (
         _str_at(event, *p) for p in (("user",), ("item", "channel"), ("item", "ts"))
     )
-    if name not in ctx.apps.settings.stop_reactions or _str_at(event, "item", "type") != "message":
+    if name not in ctx.core.settings.stop_reactions or _str_at(event, "item", "type") != "message":
         return
     if user is None or channel is None or ts is None:
         return
     env = ctx.store.env_for_message(channel, ts)
     if env is None:
         return  # a reaction on any other message does nothing
-    reply = run(Stop(env=env), ctx.apps, _caller(ctx, user, channel, None))
+    reply = run(Stop(env=env), ctx.core, _caller(ctx, user, channel, None), ctx.authz)
     if not reply.ok:
         _tell(client, user, channel, None, reply_text(Stop(env=env), reply))
 
@@ -361,7 +311,7 @@ def _home(ctx: SlackContext) -> Callable[..., None]:
 
 
 def publish_home(ctx: SlackContext, client: WebClient, user: str) -> None:
-    mine = ctx.apps.list_envs(owner=user)
+    mine = ctx.core.queries.list_envs(owner=user)
     running = [e for e in ctx.store.list_envs() if e["status"] == "running"]
     try:
         client.views_publish(user_id=user, view=home_view(mine, running, ctx.clock()))

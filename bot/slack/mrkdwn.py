@@ -135,3 +135,8 @@ def fit(mrkdwn: str, limit: int) -> str:
     if cut.count("`") % 2:
         cut += "`"
     return cut + ELLIPSIS
+
+
+def code_block(plain: str) -> str:
+    """Plain text (an answer, a usage message, log lines) in a ``` block it cannot leave."""
+    return "```\n" + "\n".join(verbatim(line) for line in plain.split("\n")) + "\n```"

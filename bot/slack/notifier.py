@@ -22,22 +22,32 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import Settings
+from bot.container_logs import ContainerLogs, logs_summary
+from bot.events import ENDED, Bus, LogLines, Phase, Requested, Step
 from bot.logtail import LogEvent
-from bot.phases import DeployView, phase_of, view_of
+from bot.phases import DeployView, view_of
 from bot.serial import SerialWorker
 from bot.slack.blocks import deploy_message, who
-from bot.slack.mrkdwn import code, link, text, verbatim
+from bot.slack.mrkdwn import code, code_block, link, text, verbatim
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.slack")
 
 MESSAGE_KIND = "deploy"
-PHASES_SHOWN = ("queued", "deploying", "ready", "failed", "stopping", "stopped", "sleeping")
-REQUESTED_PHASE = {"deploy": "queued", "stop": "stopping", "sleep": "sleeping", "wake": "deploying"}
+# what the message shows again when asked to (refresh); the others are on the way to these
+PHASES_SHOWN = (
+    Phase.QUEUED,
+    Phase.DEPLOYING,
+    Phase.READY,
+    Phase.FAILED,
+    Phase.STOPPING,
+    Phase.STOPPED,
+    Phase.SLEEPING,
+)
 REQUESTED_VERB = {"deploy": "redeploy", "stop": "stop", "sleep": "sleep", "wake": "wake"}
 MAX_REPLY = 3500  # Slack advises keeping a message's text under 4,000 characters
 CHANNEL_ERRORS = ("not_in_channel", "channel_not_found", "is_archived")
-RERENDER_STEPS = ("building image", "waiting for image")  # progress shown in the main message
+RERENDER_PHASES = (Phase.BUILDING, Phase.WAITING)  # each step's progress shows in the message
 MAX_FILE_BYTES = 32 * 1024 * 1024  # of one log kept for its file (Slack takes up to 1 GB)
 # files.getUploadURLExternal: snippets are limited to 1 MB (``snippet_too_large``); a larger
 # log goes up as a plain text file.
@@ -66,7 +76,7 @@ class _Thread:
 
 
 class SlackNotifier:
-    """Posts and edits deploy messages; register :meth:`on_step` as a core listener."""
+    """Posts and edits deploy messages; :meth:`subscribe` it to the bus."""
 
     def __init__(
         self,
@@ -82,7 +92,7 @@ class SlackNotifier:
         self.clock = clock
         self.monotonic = monotonic
         self.interval = settings.log_post_interval
-        self._last_phase: dict[str, str] = {}
+        self._last_phase: dict[str, Phase] = {}
         self._joined: set[str] = set()  # channels joined by this process (see join())
         self._threads: dict[str, _Thread] = {}  # what waits to be posted, by environment
         self._last_post: dict[str, float] = {}  # when each environment's thread got a post
@@ -117,21 +127,81 @@ class SlackNotifier:
 
     # -- entry points --------------------------------------------------------------------------
 
-    def on_requested(self, op: Operation) -> None:
+    def subscribe(self, bus: Bus) -> None:
+        """Every accepted request gets its message at once, whichever front door it came
+        through; each step goes into its thread, a phase change edits the message."""
+        bus.subscribe(Requested, self.on_requested)
+        bus.subscribe(Step, self.on_step)
+        bus.subscribe(LogLines, self.on_log)
+
+    def on_requested(self, event: Requested) -> None:
         """A deploy or stop was accepted: post (or update) the message at once."""
-        self._submit(self._requested, op)
+        self._submit(self._requested, event.op)
 
     def refresh(self, env: str) -> None:
         """Re-render the environment's message in its current state (e.g. a new expiry)."""
         self._submit(self._refresh, env)
 
-    def on_step(self, op: Operation, step: str, message: str) -> None:
-        """Core listener: each step goes into the thread; a phase change edits the message."""
-        self._submit(self._step, op, step, message)
+    def on_step(self, event: Step) -> None:
+        """Each step goes into the thread; a phase change edits the message."""
+        self._submit(self._step, event)
 
-    def on_log(self, op: Operation, event: LogEvent) -> None:
-        """Core log listener: a build's log (or the ECS events) into the thread, batched."""
-        self._submit(self._log, op, event)
+    def on_log(self, event: LogLines) -> None:
+        """A build's log (or the ECS events) into the thread, batched."""
+        self._submit(self._log, event.op, event.event)
+
+    def post_logs(
+        self, result: ContainerLogs, asked_by: str | None, fallback_channel: str | None, plain: str
+    ) -> str | None:
+        """Post a ``logs`` answer where the environment is discussed: the thread of its deploy
+        message, else ``fallback_channel`` (the command's). Short output is a message with a
+        code block, long output a file. Returns what to tell the asker instead (mrkdwn) when
+        it could not be posted (with no channel at all: the answer, ``plain``), else None."""
+        ref = self.store.get_message(result.env, MESSAGE_KIND)
+        channel = ref["channel"] if ref else fallback_channel
+        thread = {"thread_ts": ref["ts"]} if ref else {}
+        if not channel:
+            return code_block(plain)
+        head = f":scroll: {text(logs_summary(result), 1000)}, asked by <@{asked_by}>"
+        extras = [f"_{text(note, 1000)}_" for note in result.notes] + [
+            link(url, f"log group {group} in the AWS console")
+            for group, url in result.links.items()
+        ]
+        lines = code_block("\n".join(result.lines))
+        message = "\n".join([head, lines, *extras] if result.lines else [head, *extras])
+        try:
+            if len(message) <= MAX_REPLY:
+                self.client.chat_postMessage(
+                    channel=channel, text=message, unfurl_links=False, **thread
+                )
+            else:
+                join(
+                    self.client, channel, self._joined
+                )  # a file is shared only where the bot is a member
+                self.client.files_upload_v2(
+                    channel=channel,
+                    content="\n".join(result.lines) + "\n",
+                    filename=f"{result.env}-logs.txt",
+                    title=f"{result.env}: last {len(result.lines)} log lines",
+                    snippet_type=snippet_type("\n".join(result.lines) + "\n"),
+                    initial_comment="\n".join([head, *extras]),
+                    **thread,
+                )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response else str(exc)
+            log.warning("posting logs failed env=%s error=%s", result.env, error)
+            self.store.audit("slack error", None, result.env, "slack", verb="logs", error=error)
+            if error in CHANNEL_ERRORS:
+                said = (
+                    f":warning: I cannot post the logs of {code(result.env)} in <#{channel}> "
+                    f"({text(error, 200)}): "
+                    "invite me with `/invite @revieee`, then ask again."
+                )
+            else:
+                why = text(error, 200)
+                said = f":warning: could not post the logs of {code(result.env)}: {why}"
+            return said
+        return None
 
     # -- the work (on the notifier's thread) --------------------------------------------------
 
@@ -145,7 +215,7 @@ class SlackNotifier:
 
     def _requested(self, op: Operation) -> None:
         ref = self.store.get_message(op.env, MESSAGE_KIND)
-        self._render(op, REQUESTED_PHASE.get(op.kind, "queued"))
+        self._render(op, Phase.requested(op.kind))
         ref_after = self.store.get_message(op.env, MESSAGE_KIND)
         if ref_after is None:
             return
@@ -164,20 +234,16 @@ class SlackNotifier:
         ops = self.store.operations(env=env)
         if row is None or not ops:
             return
-        phase = {"running": "ready", "queued": "queued"}.get(row["status"], row["status"])
+        phase = Phase.of_status(row["status"])
         if phase in PHASES_SHOWN:
             self._render(ops[-1], phase)
 
-    def _step(self, op: Operation, step: str, message: str) -> None:
+    def _step(self, event: Step) -> None:
+        op, phase = event.op, event.phase
         scheduled = op.kind in ("sleep", "wake") and not op.requested_by
-        if not scheduled or step == "failed":  # the nightly sleep only edits the message
-            self._queue(op, "text", step_reply(step, message))
-        phase = phase_of(op, step)
-        if (
-            phase != self._last_phase.get(op.env)
-            or phase in ("ready", "failed", "stopped")
-            or step in RERENDER_STEPS
-        ):
+        if not scheduled or phase == Phase.FAILED:  # the nightly sleep only edits the message
+            self._queue(op, "text", step_reply(event.step, event.message))
+        if phase != self._last_phase.get(op.env) or phase in ENDED or phase in RERENDER_PHASES:
             self._render(op, phase)
 
     def _log(self, op: Operation, event: LogEvent) -> None:
@@ -294,10 +360,10 @@ class SlackNotifier:
         if parts:
             self._thread_reply(op, "\n".join(parts))
 
-    def _view(self, op: Operation, phase: str) -> DeployView:
+    def _view(self, op: Operation, phase: Phase) -> DeployView:
         return view_of(self.store, self.settings, op, phase, self.clock())
 
-    def _render(self, op: Operation, phase: str) -> None:
+    def _render(self, op: Operation, phase: Phase) -> None:
         self._last_phase[op.env] = phase
         text, blocks = deploy_message(
             self._view(op, phase), self.clock(), self.settings.stop_reactions[0]

@@ -32,8 +32,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bot.aws import AwsClients, describe_error, error_code
 from bot.config import AppConfig, ServiceConfig, Settings
 from bot.engine import Engine, EngineError, EnvSpec, Reporter, ServicePlan
+from bot.events import Phase
 from bot.logtail import CloudWatchTail, LogFollower, LogSink
 from bot.store import Store, now_iso
+from bot.text import duration
 
 log = logging.getLogger("revieee.images")
 
@@ -65,15 +67,6 @@ ECR_BATCH = 100  # image ids a BatchGetImage or BatchDeleteImage call takes at m
 
 class Superseded(EngineError):
     """A newer request for the environment arrived while this deploy waited for its images."""
-
-
-def duration(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
 @dataclass
@@ -132,7 +125,7 @@ class ImageBuilder:
         op_id: int,
         spec: EnvSpec,
         plans: list[ServicePlan],
-        report: Reporter,
+        steps: Callable[[Phase], Reporter],
         log_sink: LogSink,
         newer: Callable[[], tuple[int, str] | None] = lambda: None,
     ) -> list[ServicePlan]:
@@ -150,11 +143,12 @@ class ImageBuilder:
                 svc.build_timeout + QUEUE_SLACK if plan.source == "codebuild" else svc.wait_timeout
             )
             items.append(_Pending(plan, svc, now, now + limit, next_progress=now))
+        building, waiting = steps(Phase.BUILDING), steps(Phase.WAITING)
         for item in items:
             if item.plan.source == "codebuild":
-                self._start(op_id, spec, item, report, log_sink)
+                self._start(op_id, spec, item, building, log_sink)
             else:
-                report(
+                waiting(
                     WAIT_STEP,
                     f"{item.svc.name}: waiting up to {duration(item.svc.wait_timeout)} for "
                     f"{item.ref} to be pushed (e.g. by CI for {(item.plan.sha or '')[:7]})",
@@ -163,18 +157,18 @@ class ImageBuilder:
             while True:
                 superseding = newer()
                 if superseding is not None:
-                    self._abandon(items, superseding, report)
+                    self._abandon(items, superseding, building)
                 codebuild = [i for i in items if i.build_id and i.image is None]
                 if codebuild:
-                    self._poll_builds(codebuild, report)
+                    self._poll_builds(codebuild, building)
                 for item in items:
                     if item.plan.source == "wait" and item.image is None:
-                        self._poll_wait(item, report)
+                        self._poll_wait(item, waiting)
                 if all(i.image is not None for i in items):
                     break
                 for item in items:
                     if item.image is None and self._monotonic() >= item.deadline:
-                        self._expired(item, report)
+                        self._expired(item)
                 self._sleep(self.settings.poll_interval)
         except EngineError:
             for item in items:
@@ -403,7 +397,7 @@ class ImageBuilder:
                 f"(waiting up to {duration(item.svc.wait_timeout)})",
             )
 
-    def _expired(self, item: _Pending, report: Reporter) -> None:
+    def _expired(self, item: _Pending) -> None:
         waited = duration(self._monotonic() - item.started)
         if item.plan.source == "codebuild":
             self._stop_build(item)

@@ -1,0 +1,307 @@
+"""Carrying operations out: the operation runner hands each claimed operation to
+:meth:`Executor.execute`, which drives the engine (and the image builder) and records what
+happened in the store. Progress goes on the bus as :class:`~bot.events.Step` events, each
+with the phase its caller declares, and ends with one :class:`~bot.events.Finished`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from bot import cost
+from bot.config import Settings
+from bot.core.queries import Queries
+from bot.engine import (
+    CommitResolver,
+    Engine,
+    EngineError,
+    EnvSpec,
+    Reporter,
+    plans_to_json,
+    states_to_json,
+)
+from bot.engine.images import ImageBuilder, Superseded
+from bot.events import Bus, EnvStatus, Finished, LogLines, Phase, Step
+from bot.logtail import LogEvent, LogSink
+from bot.store import Operation, Store
+
+log = logging.getLogger("revieee.execution")
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        bus: Bus,
+        queries: Queries,
+        commits: CommitResolver | None = None,
+        images: ImageBuilder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.bus = bus
+        self.queries = queries
+        self.commits = commits
+        self.images = images or ImageBuilder(
+            engine.aws, settings, store, engine, engine.sleep, engine.monotonic
+        )
+        self.prices = cost.prices(settings, getattr(engine.aws.ecs.meta, "region_name", None))
+
+    def execute(self, op: Operation) -> None:
+        if op.kind == "deploy":
+            self._deploy(op)
+        elif op.kind == "stop":
+            self._stop(op)
+        elif op.kind in ("sleep", "wake"):
+            self._scale(op)
+        else:
+            raise ValueError(f"unknown operation kind {op.kind!r}")
+
+    def settle(self, env: str) -> bool:
+        """Mark a ``deploying`` environment that nothing works on ``running`` once ECS runs
+        what it last deployed (a deploy that did not wait for its rollout). True if it did."""
+        row = self.store.get_env(env)
+        if row is None or row["status"] != EnvStatus.DEPLOYING or env in self.store.busy_envs():
+            return False
+        app = self.settings.apps.get(row["app"])
+        if app is None:
+            return False
+        try:
+            services = self.engine.live_status(app, env)
+        except EngineError:
+            return False
+        if not self.queries.stable(row, services):
+            return False
+        self.store.upsert_env(env, status=EnvStatus.RUNNING.value, error=None)
+        return True
+
+    # -- what goes on the bus ------------------------------------------------------------------
+
+    def _steps(self, op: Operation, phase: Phase) -> Reporter:
+        """A reporter whose steps are in ``phase``."""
+
+        def report(step: str, message: str) -> None:
+            self.store.set_step(op.id, step)
+            log.info("step op=%s env=%s step=%r %s", op.id, op.env, step, message)
+            self.bus.publish(Step(op, phase, step, message))
+
+        return report
+
+    def _finish(self, op: Operation, phase: Phase, message: str, superseded: bool = False) -> None:
+        step = "superseded" if superseded else phase.value
+        self.store.set_step(op.id, step)
+        log.info("step op=%s env=%s step=%r %s", op.id, op.env, step, message)
+        self.bus.publish(Finished(op, phase, step, message, superseded))
+
+    def _log_sink(self, op: Operation) -> LogSink:
+        def sink(event: LogEvent) -> None:
+            self.bus.publish(LogLines(op, event))
+
+        return sink
+
+    def _spec(self, op: Operation) -> EnvSpec:
+        if op.app not in self.settings.apps:
+            raise EngineError("reading configuration", f"app {op.app!r} is no longer configured")
+        app = self.settings.apps[op.app]
+        return EnvSpec(app, op.env, op.branch, self.settings.url_for(op.app, op.env, op.branch))
+
+    # -- deploy --------------------------------------------------------------------------------
+
+    def _deploy(self, op: Operation) -> None:
+        # A resumed operation: close what its interrupted run left open.
+        for dep in self.store.deployments(op.env, 50):
+            if dep["operation_id"] == op.id and dep["result"] == "running":
+                self.store.finish_deployment(
+                    dep["id"], "interrupted", failure_reason="the worker stopped mid-deploy"
+                )
+        started = datetime.now(UTC)
+        previous = self.store.get_env(op.env) or {}
+        dep_id = self.store.start_deployment(
+            env=op.env,
+            app=op.app,
+            branch=op.branch,
+            sha=op.params.get("sha"),
+            requested_by=op.requested_by,
+            source=op.source,
+            operation_id=op.id,
+        )
+        self.store.upsert_env(op.env, status=EnvStatus.DEPLOYING.value)
+        self._steps(op, Phase.QUEUED)(
+            "queued",
+            f"deploying {op.branch} as {op.env}"
+            + (f" (attempt {op.attempts})" if op.attempts > 1 else ""),
+        )
+        deploying = self._steps(op, Phase.DEPLOYING)
+        try:
+            spec = self._spec(op)
+            plans = self.engine.plan(
+                spec,
+                sha=op.params.get("sha"),
+                commits=self.commits,
+                report=self._steps(op, Phase.RESOLVING),
+                sha_repository=op.params.get("sha_repository"),
+            )
+            if any(p.pending for p in plans):
+                plans = self.images.provide(
+                    op.id,
+                    spec,
+                    plans,
+                    lambda phase: self._steps(op, phase),
+                    self._log_sink(op),
+                    newer=lambda: self.store.newer_operation(op.env, op.id),
+                )
+            primary = next(p for p in plans if p.service == spec.app.public_service.name)
+            self.store.update_deployment(
+                dep_id, sha=primary.sha, images=json.dumps(plans_to_json(plans))
+            )
+            states = self.engine.deploy(spec, plans, deploying)
+            self.store.upsert_env(
+                op.env, services=json.dumps(states_to_json(states)), sha=primary.sha, url=spec.url
+            )
+            self.store.update_deployment(
+                dep_id, task_definitions=json.dumps({s.service: s.task_definition for s in states})
+            )
+            if not op.params.get("wait", True):
+                self.store.finish_deployment(dep_id, "started")
+                deploying("deploying", f"rollout started; {spec.url} will serve it once stable")
+                return
+            expected = {s.ecs_service: s.task_definition for s in states}
+            self.engine.wait(
+                spec, deploying, since=started, log=self._log_sink(op), expected=expected
+            )
+        except Superseded as exc:
+            self.store.finish_deployment(dep_id, "superseded", failure_reason=str(exc))
+            self.store.audit(
+                "deploy superseded", op.requested_by, op.env, op.source, operation=op.id
+            )
+            self._finish(op, Phase.QUEUED, exc.message, superseded=True)
+            return
+        except EngineError as exc:
+            # Decided now, not at request time: ask ECS whether a previous version still serves.
+            # An environment that never served has no previous version, whatever ECS runs.
+            served = previous.get("status") in (EnvStatus.RUNNING, EnvStatus.DEPLOYING)
+            serving = served and self._still_serving(op)
+            if serving and previous.get("services"):
+                # The old revision serves (the rollout never replaced it, or ECS rolled back).
+                self.store.upsert_env(op.env, services=previous["services"], sha=previous["sha"])
+            status = EnvStatus.RUNNING if serving else EnvStatus.FAILED
+            self.store.upsert_env(op.env, status=status.value, error=str(exc))
+            if not serving:
+                self.store.set_usage(op.env, None)
+            self.store.finish_deployment(dep_id, "failed", failure_reason=str(exc))
+            self.store.audit(
+                "deploy failed",
+                op.requested_by,
+                op.env,
+                op.source,
+                operation=op.id,
+                reason=str(exc),
+            )
+            self._finish(
+                op,
+                Phase.FAILED,
+                str(exc) + (" (the previous version keeps serving)" if serving else ""),
+            )
+            raise
+        vcpu = sum(s.cpu for s in states) / 1024 * self.settings.desired_count
+        memory_gb = sum(s.memory for s in states) / 1024 * self.settings.desired_count
+        rate = cost.hourly_rate(self.settings, self.prices, vcpu, memory_gb)
+        self.store.upsert_env(
+            op.env,
+            status=EnvStatus.RUNNING.value,
+            error=None,
+            vcpu=vcpu,
+            memory_gb=memory_gb,
+            hourly_rate=rate,
+        )
+        self.store.set_usage(op.env, "running", rate)
+        self.store.finish_deployment(dep_id, "succeeded")
+        self.store.audit(
+            "deployed", op.requested_by, op.env, op.source, operation=op.id, sha=primary.sha
+        )
+        self._finish(op, Phase.READY, f"{spec.url} is up")
+
+    def _still_serving(self, op: Operation) -> bool:
+        """Whether every service of the environment has a running task (best effort)."""
+        app = self.settings.apps.get(op.app)
+        if app is None:
+            return False
+        try:
+            live = self.engine.live_status(app, op.env)
+        except EngineError:
+            return False
+        return all(s["status"] == "ACTIVE" and s["running"] >= 1 for s in live.values())
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def _stop(self, op: Operation) -> None:
+        report = self._steps(op, Phase.STOPPING)
+        self.store.upsert_env(op.env, status=EnvStatus.STOPPING.value)
+        row = self.store.get_env(op.env) or {}
+        extra = [s["service"] for s in json.loads(row.get("services") or "[]")]
+        try:
+            app = self._spec(op).app
+            self.engine.stop(app, op.env, report, extra_services=extra)
+            self.images.cleanup(app, op.env, report)
+            if self.settings.gc_untagged_images:
+                try:
+                    self.images.gc_untagged(report=report)
+                except EngineError as exc:  # hygiene must not fail a stop
+                    report("collecting untagged images", f"skipped: {exc}")
+        except EngineError as exc:
+            self.store.upsert_env(op.env, status=EnvStatus.FAILED.value, error=f"stopping: {exc}")
+            self.store.audit("stop failed", op.requested_by, op.env, op.source, reason=str(exc))
+            self._finish(op, Phase.FAILED, str(exc))
+            raise
+        auto = bool(op.params.get("auto"))
+        self.store.upsert_env(
+            op.env,
+            status=EnvStatus.STOPPED.value,
+            error=None,
+            services=None,
+            stopped_reason=op.params.get("reason"),
+        )
+        # what an automatic stop saves accrues until the environment is deployed again
+        self.store.set_usage(
+            op.env, "auto_stopped" if auto else None, float(row.get("hourly_rate") or 0)
+        )
+        self.store.audit("stopped", op.requested_by, op.env, op.source, operation=op.id)
+        self._finish(op, Phase.STOPPED, f"{op.env} is stopped")
+
+    # -- sleep and wake ------------------------------------------------------------------------
+
+    def _scale(self, op: Operation) -> None:
+        row = self.store.get_env(op.env) or {}
+        wanted = EnvStatus.RUNNING if op.kind == "sleep" else EnvStatus.SLEEPING
+        if row.get("status") != wanted:  # changed since it was asked (a deploy, a stop)
+            log.info("%s skipped op=%s env=%s status=%s", op.kind, op.id, op.env, row.get("status"))
+            return
+        spec = self._spec(op)
+        rate = float(row.get("hourly_rate") or 0)
+        try:
+            if op.kind == "sleep":
+                self.engine.scale(spec.app, op.env, 0, self._steps(op, Phase.SLEEPING))
+                self.store.upsert_env(op.env, status=EnvStatus.SLEEPING.value)
+                self.store.set_usage(op.env, "sleeping", rate)
+                self.store.audit("slept", op.requested_by, op.env, op.source, operation=op.id)
+                self._finish(
+                    op, Phase.SLEEPING, f"{op.env} is asleep (scaled to zero) until it is woken"
+                )
+                return
+            waking = self._steps(op, Phase.DEPLOYING)
+            self.engine.scale(spec.app, op.env, self.settings.desired_count, waking)
+            self.store.upsert_env(op.env, status=EnvStatus.DEPLOYING.value)
+            self.engine.wait(spec, waking, since=datetime.now(UTC), log=self._log_sink(op))
+        except EngineError as exc:
+            self.store.upsert_env(op.env, status=EnvStatus.FAILED.value, error=str(exc))
+            self.store.set_usage(op.env, None)
+            self._finish(op, Phase.FAILED, str(exc))
+            raise
+        self.store.upsert_env(op.env, status=EnvStatus.RUNNING.value, error=None)
+        self.store.set_usage(op.env, "running", rate)
+        self.store.audit("woken", op.requested_by, op.env, op.source, operation=op.id)
+        self._finish(op, Phase.READY, f"{spec.url} is up again")

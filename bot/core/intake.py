@@ -1,0 +1,214 @@
+"""Requests: what a front door or the scheduler asks for, persisted as an operation and
+announced on the bus (:class:`bot.events.Requested`). Fast (SQLite only): a chat front door
+calls these in its request thread, before it answers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.config import Settings
+from bot.core.queries import Queries, RequestError
+from bot.events import Bus, EnvStatus, Requested
+from bot.naming import env_name
+from bot.store import Operation, Store
+
+log = logging.getLogger("revieee.intake")
+
+
+@dataclass
+class Accepted:
+    """A request the store took: its operation, the environment, and what a reply says."""
+
+    operation: Operation
+    env: str
+    url: str
+    superseded: list[int] = field(default_factory=list)
+    note: str = ""
+
+
+class Intake:
+    """Deploy, stop, sleep, wake and keep requests."""
+
+    def __init__(self, settings: Settings, store: Store, queries: Queries, bus: Bus) -> None:
+        self.settings = settings
+        self.store = store
+        self.queries = queries
+        self.bus = bus
+
+    def request_deploy(
+        self,
+        branch: str,
+        app: str | None = None,
+        *,
+        sha: str | None = None,
+        requested_by: str | None = None,
+        source: str = "cli",
+        wait: bool = True,
+        context: dict[str, Any] | None = None,
+    ) -> Accepted:
+        """Persist a deploy of ``branch``; the environment is created or redeployed.
+
+        ``context`` (e.g. the Slack channel and response URL) travels with the operation."""
+        try:
+            app_cfg = self.settings.app(app)
+        except KeyError as exc:
+            raise RequestError(exc.args[0]) from None
+        branch = branch.strip()
+        if not branch:
+            raise RequestError("a branch name is required")
+        name = env_name(app_cfg.name, branch)
+        url = self.settings.url_for(app_cfg.name, name, branch)
+        existing = self.store.get_env(name)
+        fresh = existing is None or existing["status"] == EnvStatus.STOPPED
+        fields: dict[str, Any] = {
+            "app": app_cfg.name,
+            "branch": branch,
+            "url": url,
+            **self._activity(None if fresh else existing),
+        }
+        if fresh:
+            fields.update(
+                status=EnvStatus.QUEUED.value,
+                owner=requested_by,
+                error=None,
+                pinned=0,
+                stopped_reason=None,
+            )
+        self.store.upsert_env(name, **fields)
+        params = {**(context or {}), "sha": sha, "wait": wait}
+        op, superseded = self.store.enqueue(
+            "deploy", name, app_cfg.name, branch, params, requested_by, source
+        )
+        self.store.audit(
+            "deploy requested",
+            requested_by,
+            name,
+            source,
+            branch=branch,
+            sha=sha,
+            operation=op.id,
+            superseded=superseded,
+        )
+        self._enqueued(op)
+        return Accepted(op, name, url, superseded)
+
+    def request_stop(
+        self,
+        env: str,
+        *,
+        requested_by: str | None = None,
+        source: str = "cli",
+        context: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Accepted:
+        """Persist a stop of the environment named ``env``; ``reason`` (the scheduler's: why it
+        stops it) is shown in its thread and PR comment."""
+        row = self.queries.find_env(env)
+        if reason:
+            context = {**(context or {}), "reason": reason, "auto": True}
+        note = (
+            "it was already stopped; checking nothing is left"
+            if row["status"] == EnvStatus.STOPPED
+            else ""
+        )
+        op, superseded = self.store.enqueue(
+            "stop",
+            row["name"],
+            row["app"],
+            row["branch"],
+            dict(context or {}),
+            requested_by,
+            source,
+        )
+        self.store.audit(
+            "stop requested",
+            requested_by,
+            row["name"],
+            source,
+            operation=op.id,
+            superseded=superseded,
+        )
+        self._enqueued(op)
+        return Accepted(op, row["name"], row["url"], superseded, note)
+
+    def request_scale(
+        self,
+        env: str,
+        kind: str,
+        *,
+        requested_by: str | None = None,
+        source: str = "cli",
+        context: dict[str, Any] | None = None,
+    ) -> Accepted:
+        """Persist a ``sleep`` (scale to zero) or ``wake`` (scale back up) of ``env``."""
+        row = self.queries.find_env(env)
+        if kind == "wake" and row["status"] != EnvStatus.SLEEPING:
+            raise RequestError(f"{row['name']} is not sleeping (it is {row['status']})")
+        if kind == "sleep" and row["status"] != EnvStatus.RUNNING:
+            raise RequestError(f"{row['name']} is not running (it is {row['status']})")
+        op, superseded = self.store.enqueue(
+            kind, row["name"], row["app"], row["branch"], dict(context or {}), requested_by, source
+        )
+        self.store.audit(f"{kind} requested", requested_by, row["name"], source, operation=op.id)
+        self._enqueued(op)
+        return Accepted(op, row["name"], row["url"], superseded)
+
+    def keep(
+        self,
+        env: str,
+        seconds: float | None = None,
+        *,
+        forever: bool = False,
+        requested_by: str | None = None,
+        source: str = "cli",
+    ) -> str | None:
+        """Keep the environment: its expiry moves ``seconds`` (default ``keep_for``) later, from
+        now if it has passed; ``forever`` pins it (never reminded or stopped by the
+        scheduler). A duration given to a pinned environment unpins it. Returns the new expiry
+        (ISO 8601, UTC), None when pinned."""
+        row = self.queries.find_env(env)
+        if row["status"] == EnvStatus.STOPPED:
+            raise RequestError(f"{row['name']} is stopped; deploy it again instead")
+        now = self.queries.clock()
+        if forever:
+            self.store.upsert_env(
+                row["name"], pinned=1, expires_at=None, last_activity_at=now.isoformat()
+            )
+            self.store.audit("pinned", requested_by, row["name"], source)
+            return None
+        seconds = seconds or self.settings.keep_for
+        current = (
+            datetime.fromisoformat(row["expires_at"])
+            if row.get("expires_at") and not row.get("pinned")
+            else now
+        )
+        expires = (max(current, now) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+        self.store.upsert_env(
+            row["name"], expires_at=expires, pinned=0, last_activity_at=now.isoformat()
+        )
+        self.store.audit("kept", requested_by, row["name"], source, expires_at=expires)
+        return expires
+
+    def touch(self, row: dict[str, Any]) -> None:
+        """Someone used the environment ``row`` (as :meth:`Queries.find_env` returned it): it
+        is not forgotten, and its expiry moves to ``ttl`` from now if that is later."""
+        if row["status"] != EnvStatus.STOPPED:
+            self.store.upsert_env(row["name"], **self._activity(row))
+
+    def _activity(self, row: dict[str, Any] | None) -> dict[str, Any]:
+        now = self.queries.clock()
+        fields: dict[str, Any] = {"last_activity_at": now.isoformat()}
+        if row is not None and row.get("pinned"):
+            return fields
+        expires = now + timedelta(seconds=self.settings.ttl)
+        if row is not None and row.get("expires_at"):
+            expires = max(expires, datetime.fromisoformat(row["expires_at"]))
+        fields["expires_at"] = expires.isoformat(timespec="seconds")
+        return fields
+
+    def _enqueued(self, op: Operation) -> None:
+        log.info("operation queued op=%s kind=%s env=%s", op.id, op.kind, op.env)
+        self.bus.publish(Requested(op))
