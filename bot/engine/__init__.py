@@ -12,7 +12,8 @@ One module per job, each a part of :class:`Engine`:
 - ``base``: the error type, ``aws_step``, the namespace and service lookups;
 - ``model``: what goes in and out (``EnvSpec``, ``ServicePlan``, ``ServiceState``);
 - ``plan``: which commit and image each service runs;
-- ``images``: images still to come (CodeBuild builds, waiting for CI) and image clean-up;
+- ``images``: images still to come (CodeBuild builds, waiting for CI);
+- ``hygiene``: the images stops leave behind, and untagged ones, deleted;
 - ``deploy``: task definitions, Cloud Map and ECS services; scaling;
 - ``rollout``: waiting until stable, explaining a failed rollout, live status;
 - ``teardown``: stopping an environment;
