@@ -274,14 +274,20 @@ def _pause(key: str, value: Any) -> float:
     return float(value)
 
 
-def _delay(key: str, value: Any) -> float:
-    """Zero or more seconds, or a string like ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``."""
-    seconds: float | None = None
+def _as_seconds(value: Any) -> float | None:
+    """A number of seconds, or a string like ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``; None for
+    anything else."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
+        return float(value)
+    if isinstance(value, str):
         with contextlib.suppress(ValueError):
-            seconds = parse_duration(value)
+            return parse_duration(value)
+    return None
+
+
+def _delay(key: str, value: Any) -> float:
+    """Zero to seven days (see :func:`_as_seconds`)."""
+    seconds = _as_seconds(value)
     if seconds is None or not 0 <= seconds <= 7 * 86400:
         raise ConfigError(
             key, f"must be a delay from 0 to 7d (got {value!r})", f'{key.split(".")[-1]} = "2h"'
@@ -293,12 +299,7 @@ def _duration(low: float, high: float, example: str) -> Parser:
     """A duration such as ``"3d"``, ``"12h"``, ``"90m"`` (or seconds) from ``low`` to ``high``."""
 
     def parse(key: str, value: Any) -> float:
-        seconds: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                seconds = parse_duration(value)
+        seconds = _as_seconds(value)
         if seconds is None or not low <= seconds <= high:
             raise ConfigError(
                 key,

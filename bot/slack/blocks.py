@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.authz import is_slack_user
 from bot.cost import money
+from bot.events import Phase
 from bot.phases import PHASES, DeployView, status_emoji
 from bot.slack.mrkdwn import MAX_FIELD, MAX_SECTION, code, fit, link, text
 from bot.sweeper import KINDS, SweepResult
@@ -40,6 +41,11 @@ def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str
     """Slack's date formatting (shown in each reader's time zone), with a UTC fallback."""
     fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>"
+
+
+def _note(mrkdwn: str) -> dict[str, Any]:
+    """A context block: one line of small print."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}
 
 
 def _truncate(mrkdwn: str, limit: int = MAX_TEXT) -> str:
@@ -128,14 +134,7 @@ def deploy_message(
             {"type": "section", "text": {"type": "mrkdwn", "text": f":link: <{view.url}>"}}
         )
     if view.detail and view.phase == "building":
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": f"CodeBuild: {text(view.detail, MAX_FIELD)}"}
-                ],
-            }
-        )
+        blocks.append(_note(f"CodeBuild: {text(view.detail, MAX_FIELD)}"))
     if view.phase == "failed" and view.reason:
         log = link(view.log_url, "Full build log in the AWS console") if view.log_url else ""
         log = f"\n{log}" if log else ""
@@ -144,30 +143,10 @@ def deploy_message(
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {why}{log}"}})
     if view.phase == "stopped":
         at = slack_date(view.stopped_at) if view.stopped_at else "-"
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"Stopped by {who(view.stopped_by)} at {at}"
-                        + (f": {text(view.stop_reason, 500)}" if view.stop_reason else ""),
-                    }
-                ],
-            }
-        )
+        reason = f": {text(view.stop_reason, 500)}" if view.stop_reason else ""
+        blocks.append(_note(f"Stopped by {who(view.stopped_by)} at {at}{reason}"))
     blocks.append(env_buttons(view.env, view.url, view.phase))
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"Details in the thread. React with :{stop_reaction}: to stop it.",
-                }
-            ],
-        }
-    )
+    blocks.append(_note(f"Details in the thread. React with :{stop_reaction}: to stop it."))
     return fallback, blocks
 
 
@@ -216,18 +195,8 @@ def list_blocks(
     ]
     shown = sum(len(lines) for lines in sections)
     if shown < len(rows):
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"… and {len(rows) - shown} more: narrow it with `--mine` "
-                        "or `--app APP`.",
-                    }
-                ],
-            }
-        )
+        more = f"… and {len(rows) - shown} more: narrow it with `--mine` or `--app APP`."
+        blocks.append(_note(more))
     return fallback, blocks
 
 
@@ -251,29 +220,17 @@ def home_view(
         )
     for row in mine:
         if len(blocks) >= budget // 2:
-            blocks.append(
-                {
-                    "type": "context",
-                    "elements": [
-                        {
-                            "type": "mrkdwn",
-                            "text": f"… and {len(mine) - (len(blocks) - 1) // 2} more",
-                        }
-                    ],
-                }
-            )
+            blocks.append(_note(f"… and {len(mine) - (len(blocks) - 1) // 2} more"))
             break
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(_env_line(row, now))}}
         )
-        phase = {"running": "ready", "deploying": "deploying"}.get(row["status"], row["status"])
+        phase = Phase.of_status(row["status"]) or row["status"]
         blocks.append(env_buttons(row["name"], row.get("url") or "", phase))
     blocks.append({"type": "divider"})
     _, listing = list_blocks(running, now, title="All running environments")
     blocks.extend(listing[: MAX_HOME_BLOCKS - len(blocks) - 1])
-    blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Updated {slack_date(now)}"}]}
-    )
+    blocks.append(_note(f"Updated {slack_date(now)}"))
     return {"type": "home", "blocks": blocks}
 
 
@@ -352,16 +309,10 @@ def reminder_message(reminder: Any, now: datetime) -> tuple[str, Blocks]:
             }
         )
     blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": "Keep adds time; `/revieee keep ENV 1w` or `forever` for longer. "
-                    "Costs are estimates from Fargate prices.",
-                }
-            ],
-        }
+        _note(
+            "Keep adds time; `/revieee keep ENV 1w` or `forever` for longer. "
+            "Costs are estimates from Fargate prices."
+        )
     )
     return fallback, blocks
 
@@ -399,16 +350,9 @@ def summary_message(summary: Any) -> tuple[str, Blocks]:
             }
         )
     blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": "Estimates from task CPU and memory and Fargate prices; sleeping "
-                    "hours are not counted.",
-                }
-            ],
-        }
+        _note(
+            "Estimates from task CPU and memory and Fargate prices; sleeping hours are not counted."
+        )
     )
     return fallback, blocks
 
@@ -474,15 +418,9 @@ def orphan_message(result: SweepResult) -> tuple[str, Blocks]:
             }
         )
     blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": "Only resources tagged revieee:env are ever listed. Each is reported "
-                    "once; set sweep_delete = true to delete them without asking.",
-                }
-            ],
-        }
+        _note(
+            "Only resources tagged revieee:env are ever listed. Each is reported "
+            "once; set sweep_delete = true to delete them without asking."
+        )
     )
     return headline, blocks
