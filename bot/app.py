@@ -16,6 +16,7 @@ from bot.github.forge import GitHubForge
 from bot.metrics import AwsErrors
 from bot.operations import OperationRunner
 from bot.store import Store
+from bot.watcher import RolloutWatcher
 
 
 @dataclass
@@ -63,6 +64,7 @@ def build(
         workers=settings.workers,
         max_attempts=settings.max_attempts,
         poll_interval=min(1.0, settings.poll_interval * 4),
+        watcher=RolloutWatcher(settings, store, engine, core.executor),
     )
     bus.subscribe(Requested, lambda _event: runner.wake())  # notifiers subscribe as they start
     return Runtime(

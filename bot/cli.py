@@ -314,9 +314,10 @@ def _worker(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     resumed, failed = runtime.runner.start()
+    waiting = len(runtime.store.waiting_operations())
     print(
         f"worker started: {len(resumed)} operation(s) resumed, {len(failed)} failed after "
-        "repeated interruptions",
+        f"repeated interruptions, {waiting} rollout(s) waiting",
         flush=True,
     )
     stop.wait()

@@ -87,6 +87,9 @@ def render(store: Store, aws_errors: AwsErrors | None = None) -> str:
         "# HELP revieee_operations_running Operations being carried out.",
         "# TYPE revieee_operations_running gauge",
         f"revieee_operations_running {states['running']}",
+        "# HELP revieee_rollouts_waiting Rollouts the watcher waits for (no worker held).",
+        "# TYPE revieee_rollouts_waiting gauge",
+        f"revieee_rollouts_waiting {states['waiting']}",
         "# HELP revieee_environments Environments by status.",
         "# TYPE revieee_environments gauge",
     ]

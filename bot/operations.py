@@ -15,15 +15,35 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.operations")
 
-Handler = Callable[[Operation], None]
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a handler returns for an operation whose rollout has started: what it waits for
+    (persisted with the operation, so a restart resumes it without registering anything
+    again). The operation then waits without a worker; a :class:`Watcher` finishes it."""
+
+    state: dict[str, Any]
+
+
+class Watcher(Protocol):
+    """Finishes waiting operations (:class:`bot.watcher.RolloutWatcher`)."""
+
+    def poll(self) -> int: ...
+    def loop(self, stopping: threading.Event) -> None: ...
+
+
+Handler = Callable[[Operation], "Waiting | None"]
 
 
 def this_worker() -> str:
@@ -62,9 +82,11 @@ class OperationRunner:
         max_attempts: int = 3,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 15.0,
+        watcher: Watcher | None = None,
     ) -> None:
         self.store = store
         self.handler = handler
+        self.watcher = watcher
         self.workers = workers
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
@@ -97,10 +119,13 @@ class OperationRunner:
         self._executor = ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="revieee-op"
         )
-        for target, name in (
+        loops = [
             (self._dispatch_loop, "revieee-dispatch"),
             (self._heartbeat_loop, "revieee-heartbeat"),
-        ):
+        ]
+        if self.watcher is not None:
+            loops.append((lambda: self.watcher.loop(self._stopping), "revieee-watcher"))  # type: ignore[union-attr]
+        for target, name in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -164,16 +189,29 @@ class OperationRunner:
     # -- running inline (terminal, tests) --------------------------------------------------------
 
     def run_until_idle(self, only: int | None = None) -> int:
-        """Run queued operations (or just ``only``) in this thread; returns how many ran."""
+        """Run queued operations (or just ``only``) in this thread, and watch the rollouts
+        they start until they end; returns how many ran."""
         count = 0
+        ran: list[int] = []
         while True:
             op = self.store.claim_next(self.owner, only=only)
             if op is None:
-                return count
+                break
             self.run(op)
+            ran.append(op.id)
             count += 1
             if only is not None:
-                return count
+                break
+        self._watch_until_done(ran)
+        return count
+
+    def _watch_until_done(self, ids: list[int]) -> None:
+        if self.watcher is None:
+            return
+        while any(self.store.get_operation(i).status == "waiting" for i in ids):
+            self.watcher.poll()
+            if any(self.store.get_operation(i).status == "waiting" for i in ids):
+                time.sleep(min(self.poll_interval, 1.0))
 
     def run(self, op: Operation) -> None:
         """Run one claimed operation and record how it ended."""
@@ -181,10 +219,14 @@ class OperationRunner:
             "operation started op=%s kind=%s env=%s attempt=%s", op.id, op.kind, op.env, op.attempts
         )
         try:
-            self.handler(op)
+            waiting = self.handler(op)
         except Exception as exc:
             self.store.finish_operation(op.id, "failed", str(exc) or type(exc).__name__)
             log.warning("operation failed op=%s env=%s error=%s", op.id, op.env, exc)
-        else:
-            self.store.finish_operation(op.id, "succeeded")
-            log.info("operation succeeded op=%s env=%s", op.id, op.env)
+            return
+        if waiting is not None:
+            self.store.wait_operation(op.id, waiting.state)
+            log.info("operation waits for its rollout op=%s env=%s", op.id, op.env)
+            return
+        self.store.finish_operation(op.id, "succeeded")
+        log.info("operation succeeded op=%s env=%s", op.id, op.env)

@@ -249,7 +249,8 @@ class SlackRig:
         return self.request("POST", "/github/webhook", body, sent)
 
     def settle(self, timeout: float = 20.0) -> None:
-        """Wait until the inbox has run every due delivery and queued operations have run."""
+        """Wait until the inbox has run every due delivery and queued operations have run
+        (their rollouts ended too)."""
         deadline = time.monotonic() + timeout
         store = self.runtime.store
         while True:
@@ -259,7 +260,7 @@ class SlackRig:
                 for i in store.inbox_items()
                 if i["status"] == "running" or (i["status"] == "pending" and i["due_at"] <= now)
             ]
-            ops = store.operations(status="queued") + store.operations(status="running")
+            ops = [o for s in ("queued", "running", "waiting") for o in store.operations(status=s)]
             if not busy and not ops:
                 if self.serving.notifier is not None:
                     self.serving.notifier.flush()

@@ -17,7 +17,7 @@ import pytest
 from bot.app import Runtime, build
 from bot.aws import AwsClients
 from bot.events import REMINDED
-from bot.naming import ecs_service_name, env_name
+from bot.naming import ecs_service_name, env_name, task_family
 from bot.operations import OperationRunner, is_orphan
 from bot.sandbox import Seeded, StrictSandbox, sandbox_settings
 from bot.store import Store, now_iso
@@ -148,9 +148,18 @@ def test_background_pool_runs_work_and_shutdown_drains(
         time.sleep(0.02)
     rt.runner.shutdown(drain=True)
     op = rt.store.get_operation(req.operation.id)
-    assert op.status == "failed"  # finished, not left running
-    assert "not stable after 1s" in (op.error or "")
+    # finished, or waiting for its rollout without a worker: never left running
+    assert op.status in ("waiting", "failed"), op.status
     rt.store.close()
+    # the next process's watcher takes the wait up and ends it at its deadline
+    again = build(settings, clients=aws)
+    assert again.runner.watcher is not None
+    while again.store.get_operation(req.operation.id).status == "waiting":
+        again.runner.watcher.poll()
+    op = again.store.get_operation(req.operation.id)
+    assert op.status == "failed"
+    assert "not stable after 1s" in (op.error or "")
+    again.close()
 
 
 def test_stop_queued_behind_deploy_runs_after_it(
@@ -183,20 +192,24 @@ def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_deploy_is_resumed_without_orphans(
+def test_worker_killed_while_a_rollout_waits_is_resumed_without_registering_anything(
     moto_server: StrictSandbox,
     write_config: WriteConfig,
     aws: AwsClients,
     admin: AwsClients,
+    strict: StrictAws,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A rollout that has started waits as a state of its operation, not in a worker: the
+    process that started it is killed (SIGKILL) while it waits, and the next worker watches
+    the same rollout to its end: no second attempt, no new task definition revision, no
+    orphaned or duplicated AWS resource."""
+    strict.ecs.task_start = 6.0  # long enough to kill the terminal while it waits
     config = write_config(deploy_timeout=120, poll_interval=0.1)
     child_env = {**os.environ, **moto_server.environ()}
-    child_env.pop("MOTO_ECS_SERVICE_RUNNING", None)
     store = Store(tmp_path / "revieee.db")
 
-    # 1. a terminal deploy; its tasks never start (moto), so it sits in the wait step
+    # 1. a terminal deploy; it waits for its tasks to start, and is killed meanwhile
     deployer = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "--config", str(config), "deploy", BRANCH, "--wait"],
         env=child_env,
@@ -205,23 +218,22 @@ def test_worker_killed_mid_deploy_is_resumed_without_orphans(
     )
     try:
         _wait_for(
-            lambda: any(
-                op.step == "waiting for the services to become stable"
-                for op in store.operations(status="running")
-            ),
-            30,
-            "the deploy to reach its wait step",
+            lambda: bool(store.operations(status="waiting")), 30, "the deploy to wait for ECS"
         )
     finally:
         deployer.send_signal(signal.SIGKILL)
         deployer.wait(10)
     [op] = store.operations()
-    assert op.status == "running" and op.attempts == 1  # left behind by the dead process
+    assert op.status == "waiting" and op.attempts == 1  # left waiting, not running
+    assert op.step == "waiting for the services to become stable"
     assert store.get_env(ENV)["status"] == "deploying"  # type: ignore[index]
+    families = {
+        f: admin.ecs.list_task_definitions(familyPrefix=f)["taskDefinitionArns"]
+        for f in (task_family(ENV, "web"), task_family(ENV, "api"))
+    }
+    assert all(len(arns) == 1 for arns in families.values())
 
-    # 2. let tasks "run" (the resumed deploy's update_service makes moto report them) and start
-    #    a worker: it finds the dead process's operation and runs it again from the start.
-    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
+    # 2. a worker finds the rollout waiting and watches it to its end
     worker = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "--config", str(config), "worker"],
         env=child_env,
@@ -233,19 +245,21 @@ def test_worker_killed_mid_deploy_is_resumed_without_orphans(
         _wait_for(
             lambda: store.get_operation(op.id).status in ("succeeded", "failed"),
             60,
-            "the resumed operation to finish",
+            "the watched rollout to end",
         )
     finally:
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=30)
     assert worker.returncode == 0, out
-    assert "1 operation(s) resumed" in out
+    assert "0 operation(s) resumed" in out and "1 rollout(s) waiting" in out
     assert "draining running operations" in out
     done = store.get_operation(op.id)
     assert done.status == "succeeded", done.error
-    assert done.attempts == 2
+    assert done.attempts == 1  # watched, not run again
     assert store.get_env(ENV)["status"] == "running"  # type: ignore[index]
-    assert [d["result"] for d in store.deployments(ENV)] == ["succeeded", "interrupted"]
+    assert [d["result"] for d in store.deployments(ENV)] == ["succeeded"]
+    for family, arns in families.items():  # nothing registered again
+        assert admin.ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"] == arns
 
     # no orphaned or duplicated AWS resources: one ECS service and one Cloud Map service each
     arns = admin.ecs.list_services(cluster="revieee-sandbox")["serviceArns"]

@@ -54,7 +54,7 @@ def deployed(rig: SlackRig, user: str = "U0ALICE") -> dict[str, Any]:
 def test_healthz_reports_the_queue(rig: SlackRig) -> None:
     resp = rig.request("GET", "/healthz")
     assert resp.status == 200
-    assert resp.json() == {"ok": True, "queued": 0, "running": 0}
+    assert resp.json() == {"ok": True, "queued": 0, "running": 0, "waiting": 0}
     assert rig.request("GET", "/nowhere").status == 404
     assert rig.request("GET", "/slack/events").status == 404
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot import cost
 from bot.config import Settings
@@ -18,12 +19,16 @@ from bot.engine import (
     EngineError,
     EnvSpec,
     Reporter,
+    ServiceState,
     plans_to_json,
     states_to_json,
 )
 from bot.engine.images import ImageBuilder, Superseded
+from bot.engine.rollout import WAIT_STEP, Watch
 from bot.events import Bus, EnvStatus, Finished, LogLines, Phase, Step
 from bot.logtail import LogEvent, LogSink
+from bot.naming import ecs_service_name
+from bot.operations import Waiting, this_worker
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.execution")
@@ -50,16 +55,95 @@ class Executor:
             engine.aws, settings, store, engine, engine.sleep, engine.monotonic
         )
         self.prices = cost.prices(settings, getattr(engine.aws.ecs.meta, "region_name", None))
+        self.owner = this_worker()
 
-    def execute(self, op: Operation) -> None:
+    def execute(self, op: Operation) -> Waiting | None:
+        """Carry ``op`` out; a deploy or wake whose rollout has started returns what it waits
+        for (the runner persists it and the watcher finishes it: :meth:`finish_wait`)."""
+        self._supersede_waiting(op)
         if op.kind == "deploy":
-            self._deploy(op)
-        elif op.kind == "stop":
+            return self._deploy(op)
+        if op.kind == "stop":
             self._stop(op)
-        elif op.kind in ("sleep", "wake"):
-            self._scale(op)
-        else:
-            raise ValueError(f"unknown operation kind {op.kind!r}")
+            return None
+        if op.kind in ("sleep", "wake"):
+            return self._scale(op)
+        raise ValueError(f"unknown operation kind {op.kind!r}")
+
+    def _supersede_waiting(self, op: Operation) -> None:
+        """A newer operation of the environment ends the rollout waits before it: a redeploy
+        or a stop need not wait for a rollout they replace."""
+        for waiting, state in self.store.waiting_operations():
+            if waiting.env != op.env or waiting.id >= op.id:
+                continue
+            if not self.store.take_waiting(waiting.id, self.owner):
+                continue  # finished meanwhile
+            why = f"a newer request (operation {op.id}, {op.kind}) replaces it"
+            if state.get("dep_id"):
+                self.store.finish_deployment(state["dep_id"], "superseded", failure_reason=why)
+            self.store.audit(
+                f"{waiting.kind} superseded",
+                waiting.requested_by,
+                waiting.env,
+                waiting.source,
+                operation=waiting.id,
+            )
+            self.store.finish_operation(waiting.id, "superseded", why)
+            self._finish(waiting, Phase.QUEUED, why, superseded=True)
+
+    # -- rollouts: waited for by the watcher, finished here ------------------------------------
+
+    def watch(self, op: Operation, state: dict[str, Any]) -> Watch:
+        """Watch the rollout ``op`` waits for (as :meth:`execute` left it), e.g. after a
+        restart: nothing is registered again, only looked at."""
+        watch = self.engine.watch(
+            self._spec(op),
+            self._steps(op, Phase.DEPLOYING),
+            timeout=float(state.get("timeout") or self.settings.deploy_timeout),
+            since=datetime.fromisoformat(state["since"]),
+            log=self._log_sink(op),
+            expected=state.get("expected"),
+            said=True,
+        )
+        left = datetime.fromisoformat(state["deadline_at"]) - datetime.now(UTC)
+        watch.deadline = self.engine.monotonic() + max(left.total_seconds(), 0.0)
+        return watch
+
+    def finish_wait(
+        self, op: Operation, state: dict[str, Any], error: EngineError | None
+    ) -> EngineError | None:
+        """The rollout ``op`` waited for ended (``error``: how it failed): record it, say it.
+        Returns the error the operation fails with, None when it succeeded."""
+        try:
+            if state.get("kind") == "wake":
+                if error is not None:
+                    self._wake_failed(op, error)
+                    return error
+                self._woken(op, float(state.get("rate") or 0))
+                return None
+            states = [ServiceState(**s) for s in state["states"]]
+            if error is not None:
+                self._deploy_failed(op, state["dep_id"], state.get("previous") or {}, error)
+                return error
+            self._deployed(op, state["dep_id"], states, state.get("sha"))
+        except EngineError as exc:  # the app was removed from the configuration meanwhile
+            return exc
+        return None
+
+    def _waiting(self, op: Operation, spec: EnvSpec, since: datetime, **state: Any) -> Waiting:
+        deadline = datetime.now(UTC) + timedelta(seconds=self.settings.deploy_timeout)
+        names = ", ".join(ecs_service_name(spec.env, s.name) for s in spec.app.services)
+        self._steps(op, Phase.DEPLOYING)(
+            WAIT_STEP, f"waiting up to {self.settings.deploy_timeout:g}s for {names}"
+        )
+        return Waiting(
+            {
+                **state,
+                "since": since.isoformat(),
+                "timeout": self.settings.deploy_timeout,
+                "deadline_at": deadline.isoformat(),
+            }
+        )
 
     def settle(self, env: str) -> bool:
         """Mark a ``deploying`` environment that nothing works on ``running`` once ECS runs
@@ -111,7 +195,7 @@ class Executor:
 
     # -- deploy --------------------------------------------------------------------------------
 
-    def _deploy(self, op: Operation) -> None:
+    def _deploy(self, op: Operation) -> Waiting | None:
         # A resumed operation: close what its interrupted run left open.
         for dep in self.store.deployments(op.env, 50):
             if dep["operation_id"] == op.id and dep["result"] == "running":
@@ -168,45 +252,62 @@ class Executor:
             if not op.params.get("wait", True):
                 self.store.finish_deployment(dep_id, "started")
                 deploying("deploying", f"rollout started; {spec.url} will serve it once stable")
-                return
-            expected = {s.ecs_service: s.task_definition for s in states}
-            self.engine.wait(
-                spec, deploying, since=started, log=self._log_sink(op), expected=expected
-            )
+                return None
         except Superseded as exc:
             self.store.finish_deployment(dep_id, "superseded", failure_reason=str(exc))
             self.store.audit(
                 "deploy superseded", op.requested_by, op.env, op.source, operation=op.id
             )
             self._finish(op, Phase.QUEUED, exc.message, superseded=True)
-            return
+            return None
         except EngineError as exc:
-            # Decided now, not at request time: ask ECS whether a previous version still serves.
-            # An environment that never served has no previous version, whatever ECS runs.
-            served = previous.get("status") in (EnvStatus.RUNNING, EnvStatus.DEPLOYING)
-            serving = served and self._still_serving(op)
-            if serving and previous.get("services"):
-                # The old revision serves (the rollout never replaced it, or ECS rolled back).
-                self.store.upsert_env(op.env, services=previous["services"], sha=previous["sha"])
-            status = EnvStatus.RUNNING if serving else EnvStatus.FAILED
-            self.store.upsert_env(op.env, status=status.value, error=str(exc))
-            if not serving:
-                self.store.set_usage(op.env, None)
-            self.store.finish_deployment(dep_id, "failed", failure_reason=str(exc))
-            self.store.audit(
-                "deploy failed",
-                op.requested_by,
-                op.env,
-                op.source,
-                operation=op.id,
-                reason=str(exc),
-            )
-            self._finish(
-                op,
-                Phase.FAILED,
-                str(exc) + (" (the previous version keeps serving)" if serving else ""),
-            )
+            self._deploy_failed(op, dep_id, previous, exc)
             raise
+        return self._waiting(
+            op,
+            spec,
+            started,
+            kind="deploy",
+            dep_id=dep_id,
+            expected={s.ecs_service: s.task_definition for s in states},
+            states=states_to_json(states),
+            sha=primary.sha,
+            previous={k: previous.get(k) for k in ("status", "services", "sha")},
+        )
+
+    def _deploy_failed(
+        self, op: Operation, dep_id: int, previous: dict[str, Any], exc: EngineError
+    ) -> None:
+        # Decided now, not at request time: ask ECS whether a previous version still serves.
+        # An environment that never served has no previous version, whatever ECS runs.
+        served = previous.get("status") in (EnvStatus.RUNNING, EnvStatus.DEPLOYING)
+        serving = served and self._still_serving(op)
+        if serving and previous.get("services"):
+            # The old revision serves (the rollout never replaced it, or ECS rolled back).
+            self.store.upsert_env(op.env, services=previous["services"], sha=previous["sha"])
+        status = EnvStatus.RUNNING if serving else EnvStatus.FAILED
+        self.store.upsert_env(op.env, status=status.value, error=str(exc))
+        if not serving:
+            self.store.set_usage(op.env, None)
+        self.store.finish_deployment(dep_id, "failed", failure_reason=str(exc))
+        self.store.audit(
+            "deploy failed",
+            op.requested_by,
+            op.env,
+            op.source,
+            operation=op.id,
+            reason=str(exc),
+        )
+        self._finish(
+            op,
+            Phase.FAILED,
+            str(exc) + (" (the previous version keeps serving)" if serving else ""),
+        )
+
+    def _deployed(
+        self, op: Operation, dep_id: int, states: list[ServiceState], sha: str | None
+    ) -> None:
+        url = self._spec(op).url
         vcpu = sum(s.cpu for s in states) / 1024 * self.settings.desired_count
         memory_gb = sum(s.memory for s in states) / 1024 * self.settings.desired_count
         rate = cost.hourly_rate(self.settings, self.prices, vcpu, memory_gb)
@@ -220,10 +321,8 @@ class Executor:
         )
         self.store.set_usage(op.env, "running", rate)
         self.store.finish_deployment(dep_id, "succeeded")
-        self.store.audit(
-            "deployed", op.requested_by, op.env, op.source, operation=op.id, sha=primary.sha
-        )
-        self._finish(op, Phase.READY, f"{spec.url} is up")
+        self.store.audit("deployed", op.requested_by, op.env, op.source, operation=op.id, sha=sha)
+        self._finish(op, Phase.READY, f"{url} is up")
 
     def _still_serving(self, op: Operation) -> bool:
         """Whether every service of the environment has a running task (best effort)."""
@@ -274,12 +373,12 @@ class Executor:
 
     # -- sleep and wake ------------------------------------------------------------------------
 
-    def _scale(self, op: Operation) -> None:
+    def _scale(self, op: Operation) -> Waiting | None:
         row = self.store.get_env(op.env) or {}
         wanted = EnvStatus.RUNNING if op.kind == "sleep" else EnvStatus.SLEEPING
         if row.get("status") != wanted:  # changed since it was asked (a deploy, a stop)
             log.info("%s skipped op=%s env=%s status=%s", op.kind, op.id, op.env, row.get("status"))
-            return
+            return None
         spec = self._spec(op)
         rate = float(row.get("hourly_rate") or 0)
         try:
@@ -291,17 +390,24 @@ class Executor:
                 self._finish(
                     op, Phase.SLEEPING, f"{op.env} is asleep (scaled to zero) until it is woken"
                 )
-                return
+                return None
+            since = datetime.now(UTC)
             waking = self._steps(op, Phase.DEPLOYING)
             self.engine.scale(spec.app, op.env, self.settings.desired_count, waking)
             self.store.upsert_env(op.env, status=EnvStatus.DEPLOYING.value)
-            self.engine.wait(spec, waking, since=datetime.now(UTC), log=self._log_sink(op))
         except EngineError as exc:
-            self.store.upsert_env(op.env, status=EnvStatus.FAILED.value, error=str(exc))
-            self.store.set_usage(op.env, None)
-            self._finish(op, Phase.FAILED, str(exc))
+            self._wake_failed(op, exc)
             raise
+        return self._waiting(op, spec, since, kind="wake", rate=rate)
+
+    def _wake_failed(self, op: Operation, exc: EngineError) -> None:
+        self.store.upsert_env(op.env, status=EnvStatus.FAILED.value, error=str(exc))
+        self.store.set_usage(op.env, None)
+        self._finish(op, Phase.FAILED, str(exc))
+
+    def _woken(self, op: Operation, rate: float) -> None:
+        url = self._spec(op).url
         self.store.upsert_env(op.env, status=EnvStatus.RUNNING.value, error=None)
         self.store.set_usage(op.env, "running", rate)
         self.store.audit("woken", op.requested_by, op.env, op.source, operation=op.id)
-        self._finish(op, Phase.READY, f"{spec.url} is up again")
+        self._finish(op, Phase.READY, f"{url} is up again")

@@ -3,6 +3,7 @@ ECS says about an environment's services now."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,59 @@ from bot.naming import ecs_service_name
 ROLLOUT_POLL = 1.0  # seconds between two looks at a rollout, at most
 
 
+WAIT_STEP = "waiting for the services to become stable"
+
+
+@dataclass
+class Watch:
+    """One rollout being waited for: its ECS services, the task definition each must run
+    (``expected``: ECS service name -> ARN; a service not named runs what it runs at the
+    first look), since when, until when (``deadline`` on the engine's monotonic clock), and
+    what was said of it so far. Many can be watched together (:mod:`bot.watcher`)."""
+
+    names: list[str]
+    expected: dict[str, str]
+    since: datetime | None
+    deadline: float
+    timeout: float
+    report: Reporter = noop
+    follower: LogFollower | None = None
+    events: ServiceEvents = field(default_factory=lambda: ServiceEvents(None))
+    said: dict[str, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.follower is not None:
+            self.follower.finish()
+
+
 class Rollout(EngineBase):
+    def watch(
+        self,
+        spec: EnvSpec,
+        report: Reporter = noop,
+        timeout: float | None = None,
+        since: datetime | None = None,
+        log: LogSink | None = None,
+        expected: dict[str, str] | None = None,
+        said: bool = False,
+    ) -> Watch:
+        """Start watching the rollout of ``spec``'s services (see :meth:`wait`); ``said``: the
+        wait was announced already (a watch resumed after a restart)."""
+        timeout = self.settings.deploy_timeout if timeout is None else timeout
+        names = [ecs_service_name(spec.env, s.name) for s in spec.app.services]
+        if not said:
+            report(WAIT_STEP, f"waiting up to {timeout:g}s for {', '.join(names)}")
+        return Watch(
+            names,
+            dict(expected or {}),
+            since,
+            self.monotonic() + timeout,
+            timeout,
+            report,
+            LogFollower("ECS service events", log) if log else None,
+            ServiceEvents(since),
+        )
+
     def wait(
         self,
         spec: EnvSpec,
@@ -37,79 +90,69 @@ class Rollout(EngineBase):
         amazon-ecs-deploy-task-definition#191). Raises :class:`EngineError` with the reason
         (rolled back to which revision and why, stopped tasks, service events) when a rollout
         fails or the deadline passes. New service events go to ``log`` as they appear."""
-        follower = LogFollower("ECS service events", log) if log else None
+        watch = self.watch(spec, report, timeout, since, log, expected)
         try:
-            self._wait(spec, report, timeout, since, follower, dict(expected or {}))
+            while True:
+                services, failures = self.describe_services(watch.names, WAIT_STEP)
+                if self.look(watch, services, failures):
+                    return
+                # At least once a second: Ready within a second of ECS's COMPLETED
+                # (bench_ready.py); one DescribeServices per 10 services a second.
+                self.sleep(min(self.settings.poll_interval, ROLLOUT_POLL))
         finally:
-            if follower is not None:
-                follower.finish()
+            watch.close()
 
-    def _wait(
-        self,
-        spec: EnvSpec,
-        report: Reporter,
-        timeout: float | None,
-        since: datetime | None,
-        follower: LogFollower | None,
-        expected: dict[str, str],
-    ) -> None:
-        events = ServiceEvents(since)
-        timeout = self.settings.deploy_timeout if timeout is None else timeout
-        names = [ecs_service_name(spec.env, s.name) for s in spec.app.services]
-        deadline = self.monotonic() + timeout
-        step = "waiting for the services to become stable"
-        report(step, f"waiting up to {timeout:g}s for {', '.join(names)}")
-        last: dict[str, str] = {}
-        while True:
-            services, failures = self.describe_services(names, step)
-            if follower is not None:
-                follower.lines(events.new(services))
-            pending = []
-            for svc in services:
-                name = svc["serviceName"]
-                if svc.get("status") != "ACTIVE":
-                    raise EngineError(step, f"{name} is {svc.get('status')}")
-                deployments = svc.get("deployments", [])
-                primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
-                want = expected.setdefault(name, (primary or svc).get("taskDefinition", ""))
-                progress = (
-                    f"{name}: {svc.get('runningCount', 0)}/{svc.get('desiredCount', 0)} running"
-                )
-                if last.get(name) != progress:
-                    report(step, progress)
-                    last[name] = progress
-                failed = [
-                    d
-                    for d in deployments
-                    if d.get("taskDefinition") == want and d.get("rolloutState") == "FAILED"
-                ]
-                if primary is not None and primary.get("taskDefinition") != want:
-                    raise EngineError(step, self._rolled_back(svc, want, primary, since))
-                if failed:
-                    reason = failed[0].get("rolloutStateReason", "")
-                    raise EngineError(
-                        step, self._explain(svc, f"the rollout failed ({reason})", since)
-                    )
-                if not (
-                    primary is not None
-                    and primary.get("rolloutState", "COMPLETED") == "COMPLETED"
-                    and len(deployments) == 1
-                    and svc.get("runningCount") == svc.get("desiredCount")
-                ):
-                    pending.append(svc)
-            missing = [f["arn"] for f in failures]
-            if missing:
-                raise EngineError(step, f"service gone: {', '.join(missing)}")
-            if not pending:
-                report(step, "all services are stable")
-                return
-            if self.monotonic() >= deadline:
-                raise EngineError(
-                    step, self._explain(pending[0], f"not stable after {timeout:g}s", since)
-                )
-            # At least once a second: Ready within a second of ECS's COMPLETED (bench_ready.py);
-            # one DescribeServices per 10 services a second per waiting rollout.
-            self.sleep(min(self.settings.poll_interval, ROLLOUT_POLL))
+    def look(
+        self, watch: Watch, services: list[dict[str, Any]], failures: list[dict[str, Any]]
+    ) -> bool:
+        """Judge one look at the watched services (as DescribeServices described them: only
+        ``watch.names`` are read). True when every one is stable; raises :class:`EngineError`
+        when the rollout failed, ECS rolled it back, a service is gone or the deadline
+        passed."""
+        step, since = WAIT_STEP, watch.since
+        ours = [s for s in services if s.get("serviceName") in watch.names]
+        if watch.follower is not None:
+            watch.follower.lines(watch.events.new(ours))
+        pending = []
+        for svc in ours:
+            name = svc["serviceName"]
+            if svc.get("status") != "ACTIVE":
+                raise EngineError(step, f"{name} is {svc.get('status')}")
+            deployments = svc.get("deployments", [])
+            primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+            want = watch.expected.setdefault(name, (primary or svc).get("taskDefinition", ""))
+            progress = f"{name}: {svc.get('runningCount', 0)}/{svc.get('desiredCount', 0)} running"
+            if watch.said.get(name) != progress:
+                watch.report(step, progress)
+                watch.said[name] = progress
+            failed = [
+                d
+                for d in deployments
+                if d.get("taskDefinition") == want and d.get("rolloutState") == "FAILED"
+            ]
+            if primary is not None and primary.get("taskDefinition") != want:
+                raise EngineError(step, self._rolled_back(svc, want, primary, since))
+            if failed:
+                reason = failed[0].get("rolloutStateReason", "")
+                raise EngineError(step, self._explain(svc, f"the rollout failed ({reason})", since))
+            if not (
+                primary is not None
+                and primary.get("rolloutState", "COMPLETED") == "COMPLETED"
+                and len(deployments) == 1
+                and svc.get("runningCount") == svc.get("desiredCount")
+            ):
+                pending.append(svc)
+        gone = [f["arn"] for f in failures if f.get("arn", "").rsplit("/", 1)[-1] in watch.names]
+        if gone:
+            raise EngineError(step, f"service gone: {', '.join(gone)}")
+        if not pending:
+            watch.report(step, "all services are stable")
+            return True
+        if self.monotonic() >= watch.deadline:
+            raise EngineError(
+                step, self._explain(pending[0], f"not stable after {watch.timeout:g}s", since)
+            )
+        return False
 
     def _rolled_back(
         self, svc: dict[str, Any], wanted: str, primary: dict[str, Any], since: datetime | None

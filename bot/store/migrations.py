@@ -293,6 +293,11 @@ def _migration_6(db: sqlite_utils.Database) -> None:
     db.conn.execute("delete from messages where substr(kind, 1, ?) = ?", [len(prefix), prefix])
 
 
+def _migration_7(db: sqlite_utils.Database) -> None:
+    # a rollout waited for by the watcher, not by a worker: what it waits for (JSON)
+    db.table("operations").add_column("wait_state", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -300,5 +305,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

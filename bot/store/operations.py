@@ -116,9 +116,10 @@ class Operations(Connection):
         return self.get_operation(op_id), superseded
 
     def busy_envs(self) -> set[str]:
-        """Environments with an operation queued or running (one query, not two full reads)."""
+        """Environments with an operation queued, running or waiting for its rollout (one
+        query, not three full reads)."""
         rows = self.db.conn.execute(
-            "select distinct env from operations where status in ('queued', 'running')"
+            "select distinct env from operations where status in ('queued', 'running', 'waiting')"
         ).fetchall()
         return {r[0] for r in rows}
 
@@ -262,11 +263,39 @@ class Operations(Connection):
         )
 
     def operations_under_way(self) -> dict[str, int]:
-        """How many operations are queued and running (``/healthz``)."""
+        """How many operations are queued, running and waiting for a rollout (``/healthz``)."""
         counts = dict(
             self.db.conn.execute(
-                "select status, count(*) from operations where status in ('queued', 'running') "
-                "group by status"
+                "select status, count(*) from operations "
+                "where status in ('queued', 'running', 'waiting') group by status"
             ).fetchall()
         )
-        return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
+        return {s: counts.get(s, 0) for s in ("queued", "running", "waiting")}
+
+    # -- rollouts waited for by the watcher (bot/watcher.py) --------------------------------------
+
+    @writes
+    def wait_operation(self, op_id: int, state: dict[str, Any]) -> None:
+        """The running operation ``op_id`` started a rollout: it waits (``state`` says for
+        what) without a worker; the watcher takes it up again."""
+        self.db.conn.execute(
+            "update operations set status = 'waiting', wait_state = ?, owner = null, "
+            "heartbeat_at = ? where id = ? and status = 'running'",
+            [json.dumps(state), now_iso(), op_id],
+        )
+
+    def waiting_operations(self) -> list[tuple[Operation, dict[str, Any]]]:
+        """Every operation waiting for its rollout, oldest first, with what it waits for."""
+        rows = self.db.query("select * from operations where status = 'waiting' order by id")
+        return [(Operation.from_row(r), json.loads(r["wait_state"] or "{}")) for r in rows]
+
+    def take_waiting(self, op_id: int, owner: str) -> bool:
+        """Make the waiting operation ``op_id`` running again for ``owner`` (to finish it);
+        False when it is not waiting any more (another watcher, or a newer request, took it)."""
+        with self.immediate() as db:
+            cur = db.conn.execute(
+                "update operations set status = 'running', owner = ?, heartbeat_at = ? "
+                "where id = ? and status = 'waiting'",
+                [owner, now_iso(), op_id],
+            )
+            return cur.rowcount == 1

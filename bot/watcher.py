@@ -1,0 +1,100 @@
+"""The rollout watcher: every rollout a deploy or a wake has started waits here, not in a
+worker. One watcher per process looks at all of them together, ``DescribeServices`` ten
+services at a time, at most once a second (``poll_interval``), and hands each rollout that
+ended (stable, failed, rolled back, out of time) to the executor for its last steps.
+
+Waiting is a state of the operation (``waiting``, with what it waits for), so a restart
+resumes every wait without registering anything again, and several processes may watch the
+same database: the one that takes an ended operation (``Store.take_waiting``) finishes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from bot.config import Settings
+from bot.core.execution import Executor
+from bot.engine import Engine, EngineError
+from bot.engine.rollout import ROLLOUT_POLL, WAIT_STEP, Watch
+from bot.operations import this_worker
+from bot.store import Store
+
+log = logging.getLogger("revieee.watcher")
+
+
+class RolloutWatcher:
+    def __init__(
+        self, settings: Settings, store: Store, engine: Engine, executor: Executor
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.executor = executor
+        self.owner = this_worker()
+        self._watches: dict[int, Watch] = {}
+        self._lock = threading.Lock()  # one look at a time (the loop, or a terminal's run)
+
+    def poll(self) -> int:
+        """One look at every waiting rollout; finishes those that ended. Returns how many
+        were looked at."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> int:
+        waiting = self.store.waiting_operations()
+        ids = {op.id for op, _ in waiting}
+        for gone in set(self._watches) - ids:  # finished elsewhere, or superseded
+            self._watches.pop(gone).close()
+        looked: list[tuple[int, Watch]] = []
+        for op, state in waiting:
+            if op.id not in self._watches:
+                try:
+                    self._watches[op.id] = self.executor.watch(op, state)
+                except EngineError as exc:  # its app is no longer configured
+                    self._finish(op.id, exc)
+                    continue
+            looked.append((op.id, self._watches[op.id]))
+        if not looked:
+            return 0
+        names = sorted({n for _, w in looked for n in w.names})
+        try:
+            services, failures = self.engine.describe_services(names, WAIT_STEP)
+        except EngineError as exc:  # throttled past the retries, a network error: look again
+            log.warning("describing waiting rollouts failed count=%d: %s", len(looked), exc)
+            return len(looked)
+        for op_id, watch in looked:
+            try:
+                done = self.engine.look(watch, services, failures)
+            except EngineError as exc:
+                self._finish(op_id, exc)
+                continue
+            if done:
+                self._finish(op_id, None)
+        return len(looked)
+
+    def _finish(self, op_id: int, error: EngineError | None) -> None:
+        watch = self._watches.pop(op_id, None)
+        if watch is not None:
+            watch.close()
+        if not self.store.take_waiting(op_id, self.owner):
+            return  # another watcher, or a newer request, took it
+        op = self.store.get_operation(op_id)
+        state = json.loads(self.store.operation_row(op_id).get("wait_state") or "{}")
+        failed = self.executor.finish_wait(op, state, error)
+        if failed is None:
+            self.store.finish_operation(op_id, "succeeded")
+            log.info("operation succeeded op=%s env=%s", op_id, op.env)
+        else:
+            self.store.finish_operation(op_id, "failed", str(failed))
+            log.warning("operation failed op=%s env=%s error=%s", op_id, op.env, failed)
+
+    def loop(self, stopping: threading.Event) -> None:
+        """Look until ``stopping`` is set (the runner's thread in ``serve`` and ``worker``)."""
+        interval = min(self.settings.poll_interval, ROLLOUT_POLL)
+        while not stopping.wait(interval):
+            try:
+                self.poll()
+            except Exception:
+                log.exception("watching rollouts failed")
