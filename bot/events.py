@@ -100,7 +100,8 @@ class Step:
 @dataclass(frozen=True)
 class Finished(Step):
     """The operation's last step: it is ready, failed, stopped, asleep, or ``superseded`` by a
-    newer request (phase ``queued``: the newer one takes over)."""
+    newer request (in the phase the newer one shows: ``queued``, or ``stopping`` for a stop
+    that replaced a rollout still waiting)."""
 
     superseded: bool = False
 

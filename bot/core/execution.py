@@ -89,7 +89,8 @@ class Executor:
                 operation=waiting.id,
             )
             self.store.finish_operation(waiting.id, "superseded", why)
-            self._finish(waiting, Phase.QUEUED, why, superseded=True)
+            # shown in the phase of what replaces it (already under way, not queued)
+            self._finish(waiting, Phase.requested(op.kind), why, superseded=True)
 
     # -- rollouts: waited for by the watcher, finished here ------------------------------------
 

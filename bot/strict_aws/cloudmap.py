@@ -73,6 +73,10 @@ class CloudMap:
         self._ops: dict[str, Operation] = {}
         self._seen: dict[tuple[str, str], Seen] = {}
         self._namespace_of: dict[str, str] = {}
+        # instances per namespace, counted upstream at most once a second (a count per
+        # registration made a tick that starts 100 tasks ask moto 10,000 times) and kept up
+        # to date with the registrations the layer makes meanwhile
+        self._counted: dict[str, tuple[float, int]] = {}
         self._ids = itertools.count(1)
         self.refused: list[str] = []  # every rule that refused a call, for tests
 
@@ -81,6 +85,7 @@ class CloudMap:
             self._ops.clear()
             self._seen.clear()
             self._namespace_of.clear()
+            self._counted.clear()
             self.refused.clear()
 
     # -- what ECS does on its own ----------------------------------------------------------------
@@ -93,6 +98,7 @@ class CloudMap:
             full = self._quota_problem(service_id)
             if full:
                 return full
+            self._count_one(service_id)
             self.upstream(
                 "servicediscovery",
                 "register_instance",
@@ -212,6 +218,7 @@ class CloudMap:
                 self._seen[(p.get("ServiceId", ""), p.get("InstanceId", ""))] = Seen(
                     appears=now + self.list_lag
                 )
+                self._count_one(p.get("ServiceId", ""))
                 return answer
             if call.action != "ListInstances":
                 return answer
@@ -273,6 +280,12 @@ class CloudMap:
     def _attributes(self, service_id: str, instance_id: str) -> dict[str, str]:
         return (self._upstream_instances(service_id) or {}).get(instance_id, {})
 
+    def _count_one(self, service_id: str) -> None:
+        namespace = self._namespace_of.get(service_id)
+        if namespace in self._counted:
+            at, count = self._counted[namespace]
+            self._counted[namespace] = (at, count + 1)
+
     def _quota_problem(self, service_id: str) -> str | None:
         namespace = self._namespace_of.get(service_id)
         if namespace is None:
@@ -283,15 +296,18 @@ class CloudMap:
             except Exception:
                 return None
             self._namespace_of[service_id] = namespace
-        services = self.upstream(
-            "servicediscovery",
-            "list_services",
-            {"Filters": [{"Name": "NAMESPACE_ID", "Values": [namespace], "Condition": "EQ"}]},
-        )["Services"]
-        count = 0
-        for svc in services:
-            if svc.get("NamespaceId", namespace) == namespace:  # moto ignores Filters
-                count += len(self._upstream_instances(svc["Id"]) or {})
+        at, count = self._counted.get(namespace, (float("-inf"), 0))
+        if time.monotonic() - at > 1.0:
+            services = self.upstream(
+                "servicediscovery",
+                "list_services",
+                {"Filters": [{"Name": "NAMESPACE_ID", "Values": [namespace], "Condition": "EQ"}]},
+            )["Services"]
+            count = 0
+            for svc in services:
+                if svc.get("NamespaceId", namespace) == namespace:  # moto ignores Filters
+                    count += len(self._upstream_instances(svc["Id"]) or {})
+            self._counted[namespace] = (time.monotonic(), count)
         if count >= self.instances_per_namespace:
             return (
                 f"The namespace {namespace} already has {count} instances: the quota is "
