@@ -82,7 +82,11 @@ class RolloutWatcher:
             return  # another watcher, or a newer request, took it
         op = self.store.get_operation(op_id)
         state = json.loads(self.store.operation_row(op_id).get("wait_state") or "{}")
-        failed = self.executor.finish_wait(op, state, error)
+        try:
+            failed: Exception | None = self.executor.finish_wait(op, state, error)
+        except Exception as exc:  # never leave it running without a worker
+            log.exception("finishing a rollout failed op=%s", op_id)
+            failed = exc
         if failed is None:
             self.store.finish_operation(op_id, "succeeded")
             log.info("operation succeeded op=%s env=%s", op_id, op.env)
