@@ -10,9 +10,9 @@ same database: the one that takes an ended operation (``Store.take_waiting``) fi
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+from typing import Any
 
 from bot.config import Settings
 from bot.core.execution import Executor
@@ -34,6 +34,7 @@ class RolloutWatcher:
         self.executor = executor
         self.owner = this_worker()
         self._watches: dict[int, Watch] = {}
+        self._states: dict[int, dict[str, Any]] = {}  # what each waits for, as stored
         self._lock = threading.Lock()  # one look at a time (the loop, or a terminal's run)
 
     def poll(self) -> int:
@@ -47,6 +48,7 @@ class RolloutWatcher:
         ids = {op.id for op, _ in waiting}
         for gone in set(self._watches) - ids:  # finished elsewhere, or superseded
             self._watches.pop(gone).close()
+        self._states = {op.id: state for op, state in waiting}
         looked: list[tuple[int, Watch]] = []
         for op, state in waiting:
             if op.id not in self._watches:
@@ -80,8 +82,8 @@ class RolloutWatcher:
             watch.close()
         if not self.store.take_waiting(op_id, self.owner):
             return  # another watcher, or a newer request, took it
-        op = self.store.get_operation(op_id)
-        state = json.loads(self.store.operation_row(op_id).get("wait_state") or "{}")
+        op = self.store.get_operation(op_id)  # running again, as take_waiting left it
+        state = self._states.pop(op_id)
         try:
             failed: Exception | None = self.executor.finish_wait(op, state, error)
         except Exception as exc:  # never leave it running without a worker

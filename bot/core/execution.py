@@ -24,10 +24,9 @@ from bot.engine import (
     states_to_json,
 )
 from bot.engine.images import ImageBuilder, Superseded
-from bot.engine.rollout import WAIT_STEP, Watch
+from bot.engine.rollout import Watch
 from bot.events import Bus, EnvStatus, Finished, LogLines, Phase, Step
 from bot.logtail import LogEvent, LogSink
-from bot.naming import ecs_service_name
 from bot.operations import Waiting, this_worker
 from bot.store import Operation, Store
 
@@ -133,15 +132,13 @@ class Executor:
 
     def _waiting(self, op: Operation, spec: EnvSpec, since: datetime, **state: Any) -> Waiting:
         deadline = datetime.now(UTC) + timedelta(seconds=self.settings.deploy_timeout)
-        names = ", ".join(ecs_service_name(spec.env, s.name) for s in spec.app.services)
-        self._steps(op, Phase.DEPLOYING)(
-            WAIT_STEP, f"waiting up to {self.settings.deploy_timeout:g}s for {names}"
-        )
+        timeout = self.settings.deploy_timeout
+        self.engine.announce_wait(spec, self._steps(op, Phase.DEPLOYING), timeout)
         return Waiting(
             {
                 **state,
                 "since": since.isoformat(),
-                "timeout": self.settings.deploy_timeout,
+                "timeout": timeout,
                 "deadline_at": deadline.isoformat(),
             }
         )

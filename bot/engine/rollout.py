@@ -59,7 +59,7 @@ class Rollout(EngineBase):
         timeout = self.settings.deploy_timeout if timeout is None else timeout
         names = [ecs_service_name(spec.env, s.name) for s in spec.app.services]
         if not said:
-            report(WAIT_STEP, f"waiting up to {timeout:g}s for {', '.join(names)}")
+            self.announce_wait(spec, report, timeout)
         return Watch(
             names,
             dict(expected or {}),
@@ -70,6 +70,11 @@ class Rollout(EngineBase):
             LogFollower("ECS service events", log) if log else None,
             ServiceEvents(since),
         )
+
+    def announce_wait(self, spec: EnvSpec, report: Reporter, timeout: float) -> None:
+        """Say that the rollout of ``spec``'s services is waited for, and how long at most."""
+        names = ", ".join(ecs_service_name(spec.env, s.name) for s in spec.app.services)
+        report(WAIT_STEP, f"waiting up to {timeout:g}s for {names}")
 
     def wait(
         self,
