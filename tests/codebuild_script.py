@@ -190,7 +190,9 @@ class ScriptedCodeBuild:
             build.polls_left -= 1
             if build.polls_left > 0 and not build.released:
                 return
-        build.released = False
+            # a release ends the step it finds: one that came before the build was first
+            # polled (still QUEUED) is kept for the held step, not spent on leaving the queue
+            build.released = False
         build.index += 1
         step = build.step
         build.polls_left = step.polls
