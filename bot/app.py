@@ -7,15 +7,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.aws import AwsClients, build_clients
+from bot.aws import AwsClients, build_clients, pace_ecs_writes
 from bot.config import Secrets, Settings
 from bot.core import Core, build_core
 from bot.engine import CommitResolver, Engine
-from bot.events import Bus, Requested
+from bot.events import BatchUpdate, Bus, Requested
 from bot.github.forge import GitHubForge
 from bot.metrics import AwsErrors
 from bot.operations import OperationRunner
-from bot.store import Store
+from bot.store import Operation, Store
 from bot.watcher import RolloutWatcher
 
 
@@ -54,17 +54,24 @@ def build(
     clients = clients or build_clients(
         settings.aws_retry_mode, settings.aws_max_attempts, pool_size=max(10, settings.workers + 4)
     )
+    pace_ecs_writes(clients, settings.ecs_writes_per_second)
     store = Store(settings.database)
     engine = Engine(clients, settings)
     bus = Bus()
     core = build_core(settings, store, engine, bus, commits or forge)
+
+    def ended(op: Operation) -> None:  # a batch's summary follows its operations
+        if op.batch is not None:
+            bus.publish(BatchUpdate(op.batch))
+
     runner = OperationRunner(
         store,
         core.executor.execute,
         workers=settings.workers,
         max_attempts=settings.max_attempts,
         poll_interval=min(1.0, settings.poll_interval * 4),
-        watcher=RolloutWatcher(settings, store, engine, core.executor),
+        watcher=RolloutWatcher(settings, store, engine, core.executor, ended),
+        ended=ended,
     )
     bus.subscribe(Requested, lambda _event: runner.wake())  # notifiers subscribe as they start
     return Runtime(

@@ -110,18 +110,20 @@ class Pace:
         per_second: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        burst: float | None = None,
     ) -> None:
         self.per_second = per_second
+        self.burst = burst or per_second
         self._clock = clock
         self._sleep = sleep
-        self._tokens = per_second
+        self._tokens = self.burst
         self._at = clock()
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         with self._lock:
             now = self._clock()
-            self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
             self._at = now
             if self._tokens < 1:
                 pause = (1 - self._tokens) / self.per_second
@@ -129,6 +131,28 @@ class Pace:
                 self._at = self._clock()
                 self._tokens = 1.0
             self._tokens -= 1
+
+
+ECS_WRITE_BURST = 20.0  # calls at once, well under ECS's bucket (tests/strict_aws: 50)
+
+
+def pace_ecs_writes(clients: AwsClients, per_second: float) -> Pace:
+    """Every ECS call that changes something (not ``Describe*``/``List*``) of this process
+    waits for its turn: at most ``per_second`` a second, after a burst of
+    ``ECS_WRITE_BURST``. ECS throttles an account's calls per Region with token buckets
+    ("Request throttling for the Amazon ECS API"); the evening's sleep of 200 environments
+    issues its ``UpdateService`` calls at that pace instead of meeting ``ThrottlingException``
+    and backing off (adaptive retries only slow down after being throttled)."""
+    pace = Pace(per_second, burst=max(ECS_WRITE_BURST, per_second))
+
+    def before_call(model: Any, **_: Any) -> None:
+        if not model.name.startswith(("Describe", "List")):
+            pace.wait()
+
+    clients.ecs.meta.events.register(
+        "before-call.ecs", before_call, unique_id="revieee-pace-ecs-writes"
+    )
+    return pace
 
 
 def error_code(exc: BaseException) -> str:

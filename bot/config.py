@@ -156,6 +156,7 @@ class Settings:
     database: str = "revieee.db"
     aws_retry_mode: str = "adaptive"
     aws_max_attempts: int = 8
+    ecs_writes_per_second: int = 5  # revieee's pace of ECS writes (UpdateService, ...)
     desired_count: int = 1
     log_level: str = "info"
     log_format: str = "text"  # text | json (one object per line)
@@ -581,6 +582,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
         'aws_retry_mode = "adaptive"',
     ),
     "aws_max_attempts": (_int(1, 20), False, "aws_max_attempts = 8"),
+    "ecs_writes_per_second": (_int(1, 100), False, "ecs_writes_per_second = 5"),
     "desired_count": (_int(1, 10), False, "desired_count = 1"),
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
     "log_format": (_choice("text", "json"), False, 'log_format = "json"'),

@@ -114,8 +114,16 @@ class LogLines:
     event: LogEvent
 
 
-Event = Requested | Step | LogLines
-E = TypeVar("E", Requested, Step, LogLines, Finished)
+@dataclass(frozen=True)
+class BatchUpdate:
+    """The scheduler's sleep or wake of many environments (``batch``) was requested, or one
+    of its operations ended: its summary is due."""
+
+    batch: int
+
+
+Event = Requested | Step | LogLines | BatchUpdate
+E = TypeVar("E", Requested, Step, LogLines, Finished, BatchUpdate)
 
 
 class Bus:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.core import Core, RequestError
 from bot.cost import money
-from bot.events import REMINDED, EnvStatus
+from bot.events import REMINDED, BatchUpdate, EnvStatus
 from bot.store import Store, cost_so_far
 from bot.text import in_words
 
@@ -236,7 +236,15 @@ class Lifecycle:
             stopped.append(row["name"])
         if stopped:
             log.info("expired environments stopped count=%d", len(stopped))
+        self._nudge_batches(now)
         return stopped
+
+    def _nudge_batches(self, now: datetime) -> None:
+        """A batch whose last operations ended without a word (superseded while queued, a
+        worker's crash) gets its summary brought up to date (and finished) here."""
+        since = (now - timedelta(days=1)).isoformat()
+        for batch in self.store.open_batches(since):
+            self.core.intake.bus.publish(BatchUpdate(batch))
 
     def sleep(self, now: datetime | None = None) -> list[str]:
         """Outside work hours (``sleep = true``): scale every running environment to zero."""
@@ -247,21 +255,20 @@ class Lifecycle:
         return self._scale_all("wake", EnvStatus.SLEEPING)
 
     def _scale_all(self, kind: str, status: str) -> list[str]:
+        """One batch: every environment in ``status`` (nothing under way on it) slept or woken
+        together, their ``UpdateService`` calls paced (bot/aws.py), their rollouts watched
+        together (bot/watcher.py), and one summary per channel."""
         if not self.settings.sleep:
             return []
         busy = self.store.busy_envs()
-        done = []
-        for row in self.store.lifecycle_envs():
-            if row["status"] != status or row["name"] in busy:
-                continue
-            if row["app"] not in self.settings.apps:
-                continue
-            try:
-                self.core.intake.request_scale(row["name"], kind, source="scheduler")
-            except RequestError as exc:
-                log.warning("%s refused env=%s: %s", kind, row["name"], exc)
-                continue
-            done.append(row["name"])
+        envs = [
+            row["name"]
+            for row in self.store.lifecycle_envs()
+            if row["status"] == status
+            and row["name"] not in busy
+            and row["app"] in self.settings.apps
+        ]
+        _, done = self.core.intake.request_batch(kind, envs)
         log.info("%s requested count=%d", kind, len(done))
         return done
 

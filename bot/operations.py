@@ -83,10 +83,12 @@ class OperationRunner:
         poll_interval: float = 1.0,
         heartbeat_interval: float = 15.0,
         watcher: Watcher | None = None,
+        ended: Callable[[Operation], None] = lambda _op: None,
     ) -> None:
         self.store = store
         self.handler = handler
         self.watcher = watcher
+        self.ended = ended  # told of each operation that ended here (not of one now waiting)
         self.workers = workers
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
@@ -223,6 +225,7 @@ class OperationRunner:
         except Exception as exc:
             self.store.finish_operation(op.id, "failed", str(exc) or type(exc).__name__)
             log.warning("operation failed op=%s env=%s error=%s", op.id, op.env, exc)
+            self._ended(op)
             return
         if waiting is not None:
             self.store.wait_operation(op.id, waiting.state)
@@ -230,3 +233,10 @@ class OperationRunner:
             return
         self.store.finish_operation(op.id, "succeeded")
         log.info("operation succeeded op=%s env=%s", op.id, op.env)
+        self._ended(op)
+
+    def _ended(self, op: Operation) -> None:
+        try:
+            self.ended(op)
+        except Exception:
+            log.exception("telling of an ended operation failed op=%s", op.id)

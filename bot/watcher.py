@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bot.config import Settings
@@ -19,15 +20,21 @@ from bot.core.execution import Executor
 from bot.engine import Engine, EngineError
 from bot.engine.rollout import ROLLOUT_POLL, WAIT_STEP, Watch
 from bot.operations import this_worker
-from bot.store import Store
+from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.watcher")
 
 
 class RolloutWatcher:
     def __init__(
-        self, settings: Settings, store: Store, engine: Engine, executor: Executor
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        executor: Executor,
+        ended: Callable[[Operation], None] = lambda _op: None,
     ) -> None:
+        self.ended = ended  # told of each operation that ended here
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -95,6 +102,10 @@ class RolloutWatcher:
         else:
             self.store.finish_operation(op_id, "failed", str(failed))
             log.warning("operation failed op=%s env=%s error=%s", op_id, op.env, failed)
+        try:
+            self.ended(op)
+        except Exception:
+            log.exception("telling of an ended operation failed op=%s", op_id)
 
     def loop(self, stopping: threading.Event) -> None:
         """Look until ``stopping`` is set (the runner's thread in ``serve`` and ``worker``)."""

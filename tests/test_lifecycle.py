@@ -425,7 +425,8 @@ def test_sleep_hours_scale_to_zero_and_wake_brings_it_back(
     web = ecs_service_name(env, "web")
     (svc,) = admin.ecs.describe_services(cluster="revieee-sandbox", services=[web])["services"]
     assert svc["desiredCount"] == 0
-    final = fake.of("chat.update")[-1].args
+    ts = rig.deploy_message(env)["ts"]
+    final = [c for c in fake.of("chat.update") if c.args["ts"] == ts][-1].args
     assert "Sleeping" in final["text"] and ACTION_WAKE in json.dumps(final["blocks"])
     assert rig.serving.lifecycle.sleep() == []  # twice: nothing more
 

@@ -25,7 +25,7 @@ from bot.engine import (
 )
 from bot.engine.images import ImageBuilder, Superseded
 from bot.engine.rollout import Watch
-from bot.events import Bus, EnvStatus, Finished, LogLines, Phase, Step
+from bot.events import BatchUpdate, Bus, EnvStatus, Finished, LogLines, Phase, Step
 from bot.logtail import LogEvent, LogSink
 from bot.operations import Waiting, this_worker
 from bot.store import Operation, Store
@@ -90,6 +90,8 @@ class Executor:
             self.store.finish_operation(waiting.id, "superseded", why)
             # shown in the phase of what replaces it (already under way, not queued)
             self._finish(waiting, Phase.requested(op.kind), why, superseded=True)
+            if waiting.batch is not None:
+                self.bus.publish(BatchUpdate(waiting.batch))
 
     # -- rollouts: waited for by the watcher, finished here ------------------------------------
 
@@ -376,7 +378,7 @@ class Executor:
         wanted = EnvStatus.RUNNING if op.kind == "sleep" else EnvStatus.SLEEPING
         if row.get("status") != wanted:  # changed since it was asked (a deploy, a stop)
             log.info("%s skipped op=%s env=%s status=%s", op.kind, op.id, op.env, row.get("status"))
-            return None
+            return None  # (nothing to say: what changed it said so)
         spec = self._spec(op)
         rate = float(row.get("hourly_rate") or 0)
         try:

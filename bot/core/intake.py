@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.core.queries import Queries, RequestError
-from bot.events import Bus, EnvStatus, Requested
+from bot.events import BatchUpdate, Bus, EnvStatus, Requested
 from bot.naming import env_name
 from bot.store import Operation, Store
 
@@ -142,19 +142,50 @@ class Intake:
         requested_by: str | None = None,
         source: str = "cli",
         context: dict[str, Any] | None = None,
+        batch: int | None = None,
     ) -> Accepted:
-        """Persist a ``sleep`` (scale to zero) or ``wake`` (scale back up) of ``env``."""
+        """Persist a ``sleep`` (scale to zero) or ``wake`` (scale back up) of ``env`` (part of
+        the scheduler's ``batch``, if given)."""
         row = self.queries.find_env(env)
         if kind == "wake" and row["status"] != EnvStatus.SLEEPING:
             raise RequestError(f"{row['name']} is not sleeping (it is {row['status']})")
         if kind == "sleep" and row["status"] != EnvStatus.RUNNING:
             raise RequestError(f"{row['name']} is not running (it is {row['status']})")
         op, superseded = self.store.enqueue(
-            kind, row["name"], row["app"], row["branch"], dict(context or {}), requested_by, source
+            kind,
+            row["name"],
+            row["app"],
+            row["branch"],
+            dict(context or {}),
+            requested_by,
+            source,
+            batch=batch,
         )
         self.store.audit(f"{kind} requested", requested_by, row["name"], source, operation=op.id)
         self._enqueued(op)
         return Accepted(op, row["name"], row["url"], superseded)
+
+    def request_batch(
+        self, kind: str, envs: list[str], source: str = "scheduler"
+    ) -> tuple[int | None, list[str]]:
+        """Persist a ``sleep`` or ``wake`` of each of ``envs`` as one batch (summed up once per
+        channel, not announced one environment at a time); returns the batch (None when
+        nothing was requested) and the environments requested. One that cannot be (it
+        changed meanwhile) is left out and logged."""
+        batch: int | None = None
+        done: list[str] = []
+        for env in envs:
+            if batch is None:
+                batch = self.store.start_batch(kind)
+            try:
+                self.request_scale(env, kind, source=source, batch=batch)
+            except RequestError as exc:
+                log.warning("%s refused env=%s: %s", kind, env, exc)
+                continue
+            done.append(env)
+        if batch is not None:
+            self.bus.publish(BatchUpdate(batch))
+        return batch, done
 
     def keep(
         self,

@@ -23,10 +23,11 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.config import Settings
 from bot.container_logs import ContainerLogs, logs_summary
-from bot.events import ENDED, Bus, LogLines, Phase, Requested, Step
+from bot.events import ENDED, BatchUpdate, Bus, Finished, LogLines, Phase, Requested, Step
 from bot.logtail import LogEvent
 from bot.phases import DeployView, view_of
 from bot.serial import SerialWorker
+from bot.slack.batch import UNDER_WAY, batch_message, items_of, outcome
 from bot.slack.blocks import deploy_message, who
 from bot.slack.mrkdwn import code, code_block, link, text, verbatim
 from bot.store import Operation, Store
@@ -53,6 +54,7 @@ MAX_FILE_BYTES = 32 * 1024 * 1024  # of one log kept for its file (Slack takes u
 # log goes up as a plain text file.
 MAX_SNIPPET_BYTES = 1024 * 1024
 TAIL_SHOWN = 30  # lines of a failed log repeated in its summary
+BATCH_EVERY = 15.0  # seconds between two edits of a batch's summary while it is under way
 
 
 @dataclass
@@ -97,6 +99,8 @@ class SlackNotifier:
         self._threads: dict[str, _Thread] = {}  # what waits to be posted, by environment
         self._last_post: dict[str, float] = {}  # when each environment's thread got a post
         self._links: dict[str, str] = {}  # permalinks of deploy messages, by channel/ts
+        self._batch_said: dict[int, float] = {}  # when each batch's summary was last edited
+        self._batch_later: set[int] = set()  # batches with an edit scheduled
         self._worker = SerialWorker("revieee-slack", idle=self._idle)
         self._submit = self._worker.submit
 
@@ -133,6 +137,11 @@ class SlackNotifier:
         bus.subscribe(Requested, self.on_requested)
         bus.subscribe(Step, self.on_step)
         bus.subscribe(LogLines, self.on_log)
+        bus.subscribe(BatchUpdate, self.on_batch)
+
+    def on_batch(self, event: BatchUpdate) -> None:
+        """A scheduled sleep or wake started or moved on: its summaries (one per channel)."""
+        self._submit(self._batch, event.batch)
 
     def on_requested(self, event: Requested) -> None:
         """A deploy or stop was accepted: post (or update) the message at once."""
@@ -214,6 +223,8 @@ class SlackNotifier:
         )
 
     def _requested(self, op: Operation) -> None:
+        if op.batch is not None:
+            return  # the batch's summary says it; the message changes when it is done
         ref = self.store.get_message(op.env, MESSAGE_KIND)
         self._render(op, Phase.requested(op.kind))
         ref_after = self.store.get_message(op.env, MESSAGE_KIND)
@@ -243,10 +254,74 @@ class SlackNotifier:
         scheduled = op.kind in ("sleep", "wake") and not op.requested_by
         if not scheduled or phase == Phase.FAILED:  # the nightly sleep only edits the message
             self._queue(op, "text", step_reply(event.step, event.message))
+        if op.batch is not None:  # one edit per environment of a batch: when it is done
+            if isinstance(event, Finished):
+                self._render(op, phase, post=False)
+            return
         if phase != self._last_phase.get(op.env) or phase in ENDED or phase in RERENDER_PHASES:
             self._render(op, phase)
 
+    def _batch(self, batch_id: int) -> None:
+        """Post or edit the batch's summary in each channel: at once when it starts, at most
+        every ``BATCH_EVERY`` seconds while it goes on, and once more when every operation
+        of it has ended (the final word, said once across processes)."""
+        self._batch_later.discard(batch_id)
+        batch = self.store.get_batch(batch_id)
+        if batch is None or batch["finished_at"]:
+            return
+        kind = batch["kind"]
+        rows = self.store.batch_operations(batch_id)
+        ended = bool(rows) and all(outcome(kind, r) != UNDER_WAY for r in rows)
+        now = self.monotonic()
+        last = self._batch_said.get(batch_id)
+        if not ended and last is not None and now < last + BATCH_EVERY:
+            timer = threading.Timer(last + BATCH_EVERY - now, self._submit, (self._batch, batch_id))
+            timer.daemon = True
+            self._batch_later.add(batch_id)
+            timer.start()
+            return
+        if ended and not self.store.finish_batch(batch_id):
+            return
+        self._batch_said[batch_id] = now
+        by_channel: dict[str, list[dict[str, object]]] = {}
+        for row in rows:
+            channel = self._channel_of_env(row)
+            if channel is not None:
+                by_channel.setdefault(channel, []).append(row)
+        started = datetime.fromisoformat(batch["started_at"])
+        for key, of_channel in sorted(by_channel.items()):
+            fallback, blocks = batch_message(
+                kind, items_of(kind, of_channel), started, self.clock(), ended
+            )
+            posted = batch["messages"].get(key)
+            try:
+                if posted:
+                    self.client.chat_update(
+                        channel=posted[0], ts=posted[1], text=fallback, blocks=blocks
+                    )
+                    continue
+                resp = self.client.chat_postMessage(
+                    channel=key, text=fallback, blocks=blocks, unfurl_links=False
+                )
+                self.store.set_batch_message(batch_id, key, str(resp["channel"]), str(resp["ts"]))
+            except SlackApiError as exc:
+                error = str(exc.response.get("error", "")) if exc.response else str(exc)
+                log.warning("batch summary failed batch=%s channel=%s: %s", batch_id, key, error)
+                self.store.audit("slack error", None, None, "scheduler", what="batch", error=error)
+        if ended:
+            self._batch_said.pop(batch_id, None)
+
+    def _channel_of_env(self, row: dict[str, object]) -> str | None:
+        """Where an environment's news go: its deploy message's channel, else its app's."""
+        ref = self.store.get_message(str(row["env"]), MESSAGE_KIND)
+        if ref is not None:
+            return str(ref["channel"])
+        app = self.settings.apps.get(str(row["app"]))
+        return (app.channel if app else None) or self.settings.default_channel
+
     def _log(self, op: Operation, event: LogEvent) -> None:
+        if op.batch is not None:
+            return  # the morning's ECS events of 200 environments are nobody's reading
         thread = self._threads.setdefault(op.env, _Thread())
         log_ = thread.logs.setdefault(event.stream, _Log())
         if event.note:
@@ -363,7 +438,8 @@ class SlackNotifier:
     def _view(self, op: Operation, phase: Phase) -> DeployView:
         return view_of(self.store, self.settings, op, phase, self.clock())
 
-    def _render(self, op: Operation, phase: Phase) -> None:
+    def _render(self, op: Operation, phase: Phase, post: bool = True) -> None:
+        """Edit the environment's message to show ``phase`` (or, with ``post``, post it)."""
         self._last_phase[op.env] = phase
         text, blocks = deploy_message(
             self._view(op, phase), self.clock(), self.settings.stop_reactions[0]
@@ -376,7 +452,7 @@ class SlackNotifier:
                 )
                 return
             channel = self._channel_for(op)
-            if channel is None:
+            if channel is None or not post:
                 return
             resp = self.client.chat_postMessage(
                 channel=channel, text=text, blocks=blocks, unfurl_links=False

@@ -10,6 +10,7 @@ the rest of revieee uses; it is made of a mixin per aggregate over the shared co
 - ``migrations``: ``MIGRATIONS`` and ``SCHEMA_VERSION``
 - ``environments``: review environments, their listings, the lifecycle's view of them
 - ``operations``: operations (the ``Operation`` record) and the deployments they make
+- ``batches``: the scheduled sleep and wake of many environments, and their summaries
 - ``inbox``: webhook deliveries and delayed actions, delivery ids seen
 - ``messages``: where chat messages about an environment are, and the audit trail
 - ``github``: pull requests, CI runs, revieee's GitHub deployments
@@ -23,6 +24,7 @@ Only what this module exports is for use outside the package.
 
 from __future__ import annotations
 
+from bot.store.batches import Batches
 from bot.store.builds import Builds
 from bot.store.connection import Connection, now_iso, writes
 from bot.store.environments import Environments, cost_so_far
@@ -47,6 +49,16 @@ __all__ = [
 
 
 class Store(
-    Environments, Operations, Inbox, Messages, GitHub, Builds, Usage, Orphans, Stats, Connection
+    Environments,
+    Operations,
+    Batches,
+    Inbox,
+    Messages,
+    GitHub,
+    Builds,
+    Usage,
+    Orphans,
+    Stats,
+    Connection,
 ):
     """Thread-safe access to the database file at ``path``: every table's methods."""

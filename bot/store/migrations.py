@@ -298,6 +298,40 @@ def _migration_7(db: sqlite_utils.Database) -> None:
     db.table("operations").add_column("wait_state", str)
 
 
+def _migration_8(db: sqlite_utils.Database) -> None:
+    # the evening's sleep and the morning's wake: one batch of operations, summed up once per
+    # channel (the summary messages: JSON {channel: ts})
+    db.table("batches").create(
+        {
+            "id": int,
+            "kind": str,
+            "started_at": str,
+            "finished_at": str,
+            "messages": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"kind", "started_at"},
+    )
+    db.table("operations").add_column("batch", int)
+    db.conn.execute("create index if not exists operations_batch on operations (batch)")
+
+
+def _migration_9(db: sqlite_utils.Database) -> None:
+    # `list` pages (LIMIT/OFFSET) and counts what matches. The age index also holds what a
+    # listing filters on, so skipping to a deep page walks the index without reading a table
+    # row per skipped environment; an app's listing and count walk an index of their own.
+    db.conn.execute("drop index if exists idx_environments_created")
+    db.conn.execute(
+        "create index idx_environments_created "
+        "on environments (created_at desc, name, status, app, owner)"
+    )
+    db.conn.execute(
+        "create index if not exists idx_environments_app_created "
+        "on environments (app, created_at desc, name, status, owner)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -306,5 +340,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
+    _migration_9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,6 +28,7 @@ class Operation:
     source: str | None
     attempts: int
     error: str | None
+    batch: int | None = None  # the scheduled sleep or wake it is part of
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Operation:
@@ -44,6 +45,7 @@ class Operation:
             source=row["source"],
             attempts=row["attempts"] or 0,
             error=row["error"],
+            batch=row.get("batch"),
         )
 
 
@@ -82,6 +84,7 @@ class Operations(Connection):
         params: dict[str, Any],
         requested_by: str | None,
         source: str | None,
+        batch: int | None = None,
     ) -> tuple[Operation, list[int]]:
         """Persist an operation; supersede queued (not running) ones of the same environment."""
         with self.immediate() as db:
@@ -98,6 +101,7 @@ class Operations(Connection):
                     "source": source,
                     "created_at": now_iso(),
                     "attempts": 0,
+                    "batch": batch,
                 },
             )
             superseded = [
