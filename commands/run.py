@@ -21,6 +21,7 @@ from bot.store import Operation
 from bot.text import age
 from commands.parser import parse_duration
 from commands.verbs import (
+    PAGE_SIZE,
     VERBS,
     Command,
     Deploy,
@@ -117,13 +118,27 @@ def _run(cmd: Command, core: Core, caller: Caller, authz: Authorizer) -> Reply:
             )
             text = f"queued wake of {req.env}, operation {req.operation.id}"
             return Reply(text, operation=req.operation, data={"env": req.env})
-        case List(mine=mine, app=app, all=everything):
+        case List(mine=mine, app=app, all=everything, page=page):
             if mine and not actor:
                 return Reply("--mine needs to know who you are", ok=False)
-            rows = queries.list_envs(
-                app=app, owner=actor if mine else None, include_stopped=everything
+            listing = queries.list_envs(
+                app=app,
+                owner=actor if mine else None,
+                include_stopped=everything,
+                page=page,
+                page_size=PAGE_SIZE,
             )
-            return Reply(format_list(rows), data={"count": len(rows), "rows": rows})
+            text = format_list(listing.rows, cmd, total=listing.total, pages=listing.pages)
+            return Reply(
+                text,
+                data={
+                    "count": len(listing),
+                    "total": listing.total,
+                    "page": listing.page,
+                    "pages": listing.pages,
+                    "rows": listing.rows,
+                },
+            )
         case Status() if row is not None:
             intake.touch(row)
             status = queries.status(row["name"], live=not caller.fast)
@@ -166,8 +181,24 @@ def format_logs(result: ContainerLogs) -> str:
     return "\n".join(lines)
 
 
-def format_list(rows: list[dict[str, Any]]) -> str:
+def format_list(
+    rows: list[dict[str, Any]],
+    cmd: List | None = None,
+    *,
+    total: int | None = None,
+    pages: int = 1,
+) -> str:
+    """A listing as a table. Given the ``list`` command, how many environments match in all
+    (``total``) and how many pages they fill, the rows are the command's page and the last
+    line says which, and how to see the next."""
+    total = len(rows) if total is None else total
+    page = cmd.page if cmd else 1
     if not rows:
+        if total and cmd:
+            return (
+                f"no page {page}: the last is page {pages} ({total:,} environment(s)); "
+                f"`{cmd.at_page(pages)}` shows it"
+            )
         return "no environments"
     now = datetime.now(UTC)
     header = ("ENV", "APP", "BRANCH", "STATUS", "OWNER", "AGE", "COST", "URL")
@@ -188,7 +219,14 @@ def format_list(rows: list[dict[str, Any]]) -> str:
     widths = [min(max(map(len, column)), 48) for column in columns]
     line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
     lines = [line.format(*row) for row in table]
-    lines.append(f"{len(rows)} environment(s)")
+    if pages == 1 or cmd is None:
+        lines.append(f"{len(rows)} environment(s)")
+    elif page < pages:
+        lines.append(
+            f"page {page} of {pages} ({total:,} environments); `{cmd.at_page(page + 1)}` for more"
+        )
+    else:
+        lines.append(f"page {page} of {pages} ({total:,} environments)")
     return "\n".join(lines)
 
 

@@ -5,11 +5,14 @@ The first docstring line is the usage; the rest is the description shown by ``he
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 MAX_KEEP = 90 * 86400  # the longest ``keep ENV <duration>`` (longer: ``forever``)
 MAX_SINCE = 7 * 86400  # how far back ``logs --since`` may look
 MAX_LINES = 5000  # how many lines ``logs --lines`` may ask for
+PAGE_SIZE = 40  # environments on a page of ``list`` (a page's Block Kit: about 10 blocks)
+MAX_PAGE = 100_000  # the highest ``list --page``
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,25 @@ class Stop:
 
 @dataclass(frozen=True)
 class List:
-    """list [--mine] [--app APP] [--all]
-    List running environments; --mine only yours, --app only one app's, --all includes
-    stopped ones."""
+    """list [--mine] [--app APP] [--all] [--page N]
+    List running environments, newest first, 40 a page; --mine only yours, --app only one
+    app's, --all includes stopped ones, --page N shows page N (default 1)."""
 
     mine: bool = False
     app: str | None = None
     all: bool = False
+    page: int = field(default=1, metadata={"min": 1, "max": MAX_PAGE})
+
+    def at_page(self, page: int) -> str:
+        """This listing's command line at ``page``: ``list --app shop --page 3``."""
+        words = ["list"]
+        if self.mine:
+            words.append("--mine")
+        if self.app:
+            words += ["--app", self.app]
+        if self.all:
+            words.append("--all")
+        return shlex.join([*words, "--page", str(page)])
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from bot import container_logs
 from bot.config import Settings
@@ -19,6 +20,35 @@ from bot.store import Store, cost_so_far
 
 class RequestError(Exception):
     """A request that cannot be accepted (unknown app or environment...): said to the user."""
+
+
+@dataclass(frozen=True)
+class EnvPage(Sequence[dict[str, Any]]):
+    """A page of a listing: its rows, which page it is (from 1), the page size (0: one page of
+    every row) and how many environments match in all. Reads as the sequence of its rows."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    page: int = 1
+    size: int = 0
+
+    @property
+    def pages(self) -> int:
+        """How many pages the matching environments fill (at least 1)."""
+        return max(1, -(-self.total // self.size)) if self.size else 1
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
 
 
 class Queries:
@@ -56,14 +86,33 @@ class Queries:
         owner: str | None = None,
         include_stopped: bool = False,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        rows = self.store.list_envs(
-            app=app, owner=owner, include_stopped=include_stopped, limit=limit
-        )
+        page: int = 1,
+        page_size: int | None = None,
+    ) -> EnvPage:
+        """The environments that match, newest first, each with its ``cost`` so far: all of
+        them (at most ``limit``), or with ``page_size`` only page ``page`` (from 1) and how
+        many match in all."""
+        if page_size is None:
+            rows = self.store.list_envs(
+                app=app, owner=owner, include_stopped=include_stopped, limit=limit
+            )
+            total = len(rows)
+        else:
+            rows = self.store.list_envs(
+                app=app,
+                owner=owner,
+                include_stopped=include_stopped,
+                limit=page_size,
+                offset=(page - 1) * page_size,
+            )
+            if 0 < len(rows) < page_size or (page == 1 and not rows):  # the last page: no count
+                total = (page - 1) * page_size + len(rows)
+            else:
+                total = self.store.count_envs(app=app, owner=owner, include_stopped=include_stopped)
         now = self.clock()
         for row in rows:
             row["cost"] = cost_so_far(row, now)
-        return rows
+        return EnvPage(rows, total, page if page_size else 1, page_size or 0)
 
     def status(self, env: str, live: bool = True) -> dict[str, Any]:
         """The environment, its recent deployments and operations, and (``live``) what ECS

@@ -3,6 +3,7 @@ included), so each phase has a golden file."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from bot.phases import PHASES, DeployView, status_emoji
 from bot.slack.mrkdwn import MAX_FIELD, MAX_SECTION, code, fit, link, text
 from bot.sweeper import KINDS, SweepResult
 from bot.text import elapsed
+from commands.verbs import PAGE_SIZE, List
 
 Blocks = list[dict[str, Any]]
 
@@ -26,6 +28,9 @@ ACTION_KEEP = "revieee_keep"
 ACTION_WAKE = "revieee_wake"
 ACTION_DELETE_ORPHAN = "revieee_delete_orphan"  # the sweeper's report (bot/sweeper.py)
 ACTION_OPEN = "revieee_open"
+ACTION_LIST_PAGE = "revieee_list_page"  # a listing's Previous and Next: revieee_list_page_*
+ACTION_LIST_PREVIOUS = f"{ACTION_LIST_PAGE}_previous"
+ACTION_LIST_NEXT = f"{ACTION_LIST_PAGE}_next"
 
 
 def who(user: str | None) -> str:
@@ -165,19 +170,33 @@ def _env_line(row: dict[str, Any], now: datetime) -> str:
 
 
 def list_blocks(
-    rows: list[dict[str, Any]], now: datetime, title: str = "Environments"
+    rows: Sequence[dict[str, Any]],
+    now: datetime,
+    title: str = "Environments",
+    *,
+    total: int | None = None,
+    pages: int = 1,
+    command: List | None = None,
 ) -> tuple[str, Blocks]:
     """A listing that always fits Slack's limits: a line per environment, packed into sections
-    of at most 3,000 characters and at most 50 blocks; past that, a count of the rest."""
-    fallback = f"{title}: {len(rows)}"
+    of at most 3,000 characters and at most 50 blocks; past that, a count of the rest.
+
+    Given ``total`` (how many match in all), ``rows`` are a part of them: a note says how many
+    more there are. Given also the ``list`` command they are its page of ``pages``: a footer
+    says which, with Previous and Next buttons whose values are the command at those pages."""
+    total = len(rows) if total is None else total
+    paging = command if command is not None and max(pages, command.page) > 1 else None
+    fallback = f"{title}: {total}"
+    if paging is not None:
+        fallback += f", page {paging.page} of {pages}"
     blocks: Blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{fallback}*"}}]
-    if not rows:
+    if not total:
         blocks[0]["text"]["text"] = f"*{title}:* none"
         return f"{title}: none", blocks
     sections: list[list[str]] = []
     chunk: list[str] = []
     size = 0
-    budget = MAX_BLOCKS - 2  # the title and a possible "and N more" line
+    budget = MAX_BLOCKS - (2 if paging is None else 3)  # the title, the "more" line, buttons
     for row in rows:
         line = _truncate(_env_line(row, now), 500)
         if chunk and size + len(line) + 1 > MAX_TEXT:
@@ -194,16 +213,47 @@ def list_blocks(
         for lines in sections
     ]
     shown = sum(len(lines) for lines in sections)
-    if shown < len(rows):
-        more = f"… and {len(rows) - shown} more: narrow it with `--mine` or `--app APP`."
-        blocks.append(_note(more))
+    if paging is not None:
+        blocks += _page_footer(paging, pages, total, shown)
+    elif shown < total:
+        hint = "narrow it with `--mine` or `--app APP`"
+        if total > len(rows):  # the first of them only (the Home tab)
+            hint = "`/revieee list` shows them page by page"
+        blocks.append(_note(f"… and {total - shown} more: {hint}."))
     return fallback, blocks
 
 
+def _page_footer(command: List, pages: int, total: int, shown: int) -> Blocks:
+    """Where a page of a listing is, and the buttons to the pages before and after it."""
+    page = command.page
+    first = (page - 1) * PAGE_SIZE + 1
+    last = min(first + shown - 1, total)
+    if not shown:
+        note = f"Page {page} is past the end: the last is page {pages} ({total:,} environment(s))."
+    elif last < total:
+        note = (
+            f"Page {page} of {pages} ({first:,}-{last:,} of {total:,}), and {total - last:,} "
+            "more: narrow it with `--mine` or `--app APP`."
+        )
+    else:
+        note = f"Page {page} of {pages} ({first:,}-{last:,} of {total:,})."
+    buttons = []
+    if page > 1:
+        previous = min(page - 1, pages)
+        buttons.append(_button("Previous", ACTION_LIST_PREVIOUS, command.at_page(previous)))
+    if page < pages:
+        buttons.append(_button("Next", ACTION_LIST_NEXT, command.at_page(page + 1)))
+    footer: Blocks = [_note(note)]
+    if buttons:
+        footer.append({"type": "actions", "block_id": "list:pages", "elements": buttons})
+    return footer
+
+
 def home_view(
-    mine: list[dict[str, Any]], running: list[dict[str, Any]], now: datetime
+    mine: Sequence[dict[str, Any]], running: Sequence[dict[str, Any]], now: datetime
 ) -> dict[str, Any]:
-    """The App Home tab: the viewer's environments (with Stop/Keep) and all running ones."""
+    """The App Home tab: the viewer's environments (with Stop/Keep) and the first page of
+    all running ones, with how many more there are."""
     blocks: Blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": "Your review environments"}},
     ]
@@ -228,7 +278,8 @@ def home_view(
         phase = Phase.of_status(row["status"]) or row["status"]
         blocks.append(env_buttons(row["name"], row.get("url") or "", phase))
     blocks.append({"type": "divider"})
-    _, listing = list_blocks(running, now, title="All running environments")
+    first = list(running[:PAGE_SIZE])
+    _, listing = list_blocks(first, now, title="All running environments", total=len(running))
     blocks.extend(listing[: MAX_HOME_BLOCKS - len(blocks) - 1])
     blocks.append(_note(f"Updated {slack_date(now)}"))
     return {"type": "home", "blocks": blocks}

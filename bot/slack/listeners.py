@@ -31,6 +31,8 @@ from bot.slack import mrkdwn
 from bot.slack.blocks import (
     ACTION_DELETE_ORPHAN,
     ACTION_KEEP,
+    ACTION_LIST_NEXT,
+    ACTION_LIST_PREVIOUS,
     ACTION_OPEN,
     ACTION_REDEPLOY,
     ACTION_STOP,
@@ -72,6 +74,9 @@ def register(app: App, ctx: SlackContext) -> None:
         _acked_later(ctx, _clicked)
     )
     app.action(ACTION_DELETE_ORPHAN)(_acked_later(ctx, _delete_clicked))
+    app.action(re.compile(f"^({ACTION_LIST_PREVIOUS}|{ACTION_LIST_NEXT})$"))(
+        _acked_later(ctx, _page_clicked)
+    )
     app.action(ACTION_OPEN)(lambda ack: ack())
     app.event("reaction_added")(_reaction(ctx))
     app.event("app_home_opened")(_home(ctx))
@@ -125,7 +130,7 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
         caller = _caller(ctx, user, _str_at(body, "channel_id"), _str_at(body, "response_url"))
         reply = run(cmd, ctx.core, caller, ctx.authz)
         if isinstance(cmd, List) and reply.ok:
-            text, blocks = list_blocks(reply.data["rows"], ctx.clock())
+            text, blocks = _list_message(cmd, reply, ctx.clock())
             ack(response_type="ephemeral", text=text, blocks=blocks)
             return
         if isinstance(cmd, Logs) and reply.data.get("pending"):
@@ -144,6 +149,53 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
         ack(response_type="ephemeral", text=reply_text(cmd, reply))
 
     return command
+
+
+def _list_message(cmd: List, reply: Reply, now: datetime) -> tuple[str, list[dict[str, Any]]]:
+    """A ``list`` answer's page as Block Kit, with its Previous and Next buttons."""
+    data = reply.data
+    return list_blocks(data["rows"], now, total=data["total"], pages=data["pages"], command=cmd)
+
+
+def _page_clicked(
+    ctx: SlackContext, body: dict[str, Any], client: WebClient, respond: Callable[..., Any]
+) -> None:
+    """A listing's Previous or Next: the button's value is the ``list`` command at the page to
+    show, run as the slash command runs it (same caller, same gate); its answer replaces the
+    listing. A value that is not a ``list`` command gets an error only the clicker sees."""
+    user = _str_at(body, "user", "id")
+    if user is None:
+        log.warning("list page click without a user ignored")
+        return
+    channel = _str_at(body, "channel", "id")
+    tell = respond if channel else None
+    cmd = _listing_of(_str_at(body, "actions", 0, "value") or "")
+    if isinstance(cmd, str):
+        log.warning("list page click with a bad value user=%s", user)
+        problem = mrkdwn.text(cmd, 300)
+        said = f":warning: that page button is broken ({problem}); type `/revieee list` again"
+        _tell(client, user, channel, tell, said)
+        return
+    reply = run(
+        cmd, ctx.core, _caller(ctx, user, channel, _str_at(body, "response_url")), ctx.authz
+    )
+    if not reply.ok:
+        _tell(client, user, channel, tell, reply_text(cmd, reply))
+        return
+    text, blocks = _list_message(cmd, reply, ctx.clock())
+    try:
+        respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
+    except Exception as exc:  # the listing stays as it was
+        log.warning("response_url failed: %s", exc)
+
+
+def _listing_of(value: str) -> List | str:
+    """The ``list`` command a page button's value holds, or what is wrong with the value."""
+    try:
+        cmd = parse(value)
+    except UsageError as exc:
+        return exc.problem
+    return cmd if isinstance(cmd, List) else "it is not a list command"
 
 
 def _post_logs(

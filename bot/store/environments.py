@@ -52,32 +52,43 @@ class Environments(Connection):
         owner: str | None = None,
         include_stopped: bool = False,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if not include_stopped:
-            # "+status": filter rows but walk the age index, so no sort of every row is needed
-            where.append(f"+status in ({', '.join('?' * len(ACTIVE))})")
-            args.extend(ACTIVE)
-        if app:
-            where.append("app = ?")
-            args.append(app)
-        if owner:
-            where.append("owner = ?")
-            args.append(owner)
+        """The environments that match, newest first (then by name): at most ``limit`` of
+        them, after skipping ``offset``."""
+        # "+status": filter rows but walk the age index, so no sort of every row is needed
+        where, args = _list_filter(app, owner, include_stopped, "+status")
         sql = (
             "select name, app, branch, status, url, owner, created_at, expires_at, "
-            "cost_closed, running_since, hourly_rate from environments"
+            f"cost_closed, running_since, hourly_rate from environments{where} "
+            "order by created_at desc, name"
         )
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by created_at desc, name"
-        if limit:
-            sql += f" limit {int(limit)}"
+        if limit or offset:
+            sql += f" limit {int(limit) if limit else -1} offset {max(int(offset), 0)}"
         return [
             dict(zip(_LIST_COLUMNS, r, strict=True))
             for r in self.db.conn.execute(sql, args).fetchall()
         ]
+
+    def count_envs(
+        self, *, app: str | None = None, owner: str | None = None, include_stopped: bool = False
+    ) -> int:
+        """How many environments :meth:`list_envs` has with the same filters, in all."""
+        where, args = _list_filter(app, owner, include_stopped, "status")
+        sql = f"select count(*) from environments{where}"
+        return int(self.db.conn.execute(sql, args).fetchone()[0])
+
+    def capacity_in_use(self, except_env: str = "") -> tuple[float, int, int]:
+        """(vCPUs, services, environments) of every environment that runs tasks or is about
+        to (not stopped, asleep or failed), ``except_env`` left out."""
+        row = self.db.conn.execute(
+            "select coalesce(sum(vcpu), 0), coalesce(sum(case when services is null then 0 "
+            "else json_array_length(services) end), 0), count(case when vcpu > 0 then 1 end) "
+            "from environments where status in ('running', 'deploying', 'stopping') "
+            "and name != ?",
+            [except_env],
+        ).fetchone()
+        return float(row[0]), int(row[1]), int(row[2])
 
     def lifecycle_envs(self) -> list[dict[str, Any]]:
         """Every environment that is not stopped, with its pull requests' states ("open",
@@ -106,6 +117,25 @@ class Environments(Connection):
                 f"({', '.join('?' * len(chunk))})",
                 [at, *chunk],
             )
+
+
+def _list_filter(
+    app: str | None, owner: str | None, include_stopped: bool, status: str
+) -> tuple[str, list[Any]]:
+    """A listing's ``where`` clause (empty, or starting with a space) and its arguments;
+    ``status``: the status column as the query names it."""
+    where: list[str] = []
+    args: list[Any] = []
+    if not include_stopped:
+        where.append(f"{status} in ({', '.join('?' * len(ACTIVE))})")
+        args.extend(ACTIVE)
+    if app:
+        where.append("app = ?")
+        args.append(app)
+    if owner:
+        where.append("owner = ?")
+        args.append(owner)
+    return (" where " + " and ".join(where) if where else ""), args
 
 
 # What a listing needs (get_env has every column).
