@@ -19,7 +19,18 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-SERVICES = ("ecs", "servicediscovery", "ecr", "ec2", "codebuild", "logs", "iam", "sts")
+SERVICES = (
+    "ecs",
+    "servicediscovery",
+    "ecr",
+    "ec2",
+    "codebuild",
+    "logs",
+    "iam",
+    "sts",
+    "service-quotas",
+)
+FIELDS = {"service-quotas": "quotas"}  # the AwsClients field of a service with a dash
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class AwsClients:
     logs: Any
     iam: Any  # check --permissions: iam:SimulatePrincipalPolicy
     sts: Any  # ... of the caller's role
+    quotas: Any  # Service Quotas: the Fargate vCPU quotas
 
     def all(self) -> list[Any]:
         return [
@@ -45,6 +57,7 @@ class AwsClients:
             self.logs,
             self.iam,
             self.sts,
+            self.quotas,
         ]
 
 
@@ -66,7 +79,10 @@ def build_clients(
         read_timeout=60,
         max_pool_connections=pool_size,
     )
-    clients = {name: session.client(name, config=config) for name in SERVICES}  # type: ignore[call-overload]
+    clients = {
+        FIELDS.get(name, name): session.client(name, config=config)  # type: ignore[call-overload]
+        for name in SERVICES
+    }
     return AwsClients(**clients)
 
 

@@ -157,6 +157,8 @@ class Settings:
     aws_retry_mode: str = "adaptive"
     aws_max_attempts: int = 8
     ecs_writes_per_second: int = 5  # revieee's pace of ECS writes (UpdateService, ...)
+    fargate_vcpu_quota: int = 0  # vCPUs the account may run on Fargate; 0: ask Service Quotas
+    cloud_map_instances: int = 2000  # instances a Cloud Map namespace may hold
     desired_count: int = 1
     log_level: str = "info"
     log_format: str = "text"  # text | json (one object per line)
@@ -583,6 +585,8 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     ),
     "aws_max_attempts": (_int(1, 20), False, "aws_max_attempts = 8"),
     "ecs_writes_per_second": (_int(1, 100), False, "ecs_writes_per_second = 5"),
+    "fargate_vcpu_quota": (_int(0, 1_000_000), False, "fargate_vcpu_quota = 256"),
+    "cloud_map_instances": (_int(1, 1_000_000), False, "cloud_map_instances = 2000"),
     "desired_count": (_int(1, 10), False, "desired_count = 1"),
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
     "log_format": (_choice("text", "json"), False, 'log_format = "json"'),

@@ -112,6 +112,16 @@ def needs(settings: Settings, engine: Engine, account: str) -> list[Need]:
         Need("servicediscovery:ListNamespaces", "*", "finding the namespace by name"),
         Need("servicediscovery:ListServices", "*", "finding Cloud Map services"),
     ]
+    if not s.fargate_vcpu_quota:
+        for code in ("L-3032A538", "L-36FBB829"):
+            out.append(
+                Need(
+                    "servicequotas:GetServiceQuota",
+                    arn("servicequotas", f"fargate/{code}"),
+                    "the Fargate vCPU quota a deploy must fit in (or set fargate_vcpu_quota)",
+                    {"servicequotas:service": "fargate"},
+                )
+            )
     try:
         ns_id, _ = engine.namespace()
     except EngineError:

@@ -159,6 +159,7 @@ def test_the_stack_creates_on_moto_and_revieee_deploys_into_it(
         "codebuild",
         "logs",
         "ec2",
+        "servicequotas",  # read only: the Fargate vCPU quotas
     }
 
     # what moto's CloudFormation skipped: the namespace (created here, as the stack names it)

@@ -368,12 +368,16 @@ def test_stop_of_resources_already_gone_succeeds_and_says_so(
     cluster = runtime.settings.cluster
     admin.ecs.delete_service(cluster=cluster, service=ecs_service_name(ENV, "web"), force=True)
     web = cloud_map_services(admin)[service_label(ENV, "web")]["Id"]
-    # Cloud Map refuses to delete a service with instances: wait for ECS to deregister them.
+    # Cloud Map refuses to delete a service with instances (or registrations under way, which
+    # ListInstances shows late): wait for ECS to deregister them.
     deadline = time.monotonic() + 10
-    while admin.servicediscovery.list_instances(ServiceId=web)["Instances"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    admin.servicediscovery.delete_service(Id=web)
+    while True:
+        try:
+            admin.servicediscovery.delete_service(Id=web)
+            break
+        except admin.servicediscovery.exceptions.ResourceInUse:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     lines: list[str] = []
     runtime.bus.subscribe(Step, lambda e: lines.append(e.message))
     op = stop(runtime)

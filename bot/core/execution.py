@@ -23,6 +23,8 @@ from bot.engine import (
     plans_to_json,
     states_to_json,
 )
+from bot.engine.capacity import STEP as CAPACITY_STEP
+from bot.engine.capacity import InUse, Quotas
 from bot.engine.images import ImageBuilder, Superseded
 from bot.engine.rollout import Watch
 from bot.events import BatchUpdate, Bus, EnvStatus, Finished, LogLines, Phase, Step
@@ -54,6 +56,7 @@ class Executor:
             engine.aws, settings, store, engine, engine.sleep, engine.monotonic
         )
         self.prices = cost.prices(settings, getattr(engine.aws.ecs.meta, "region_name", None))
+        self.quotas = Quotas(engine.aws, settings, engine.monotonic)
         self.owner = this_worker()
 
     def execute(self, op: Operation) -> Waiting | None:
@@ -242,7 +245,16 @@ class Executor:
             self.store.update_deployment(
                 dep_id, sha=primary.sha, images=json.dumps(plans_to_json(plans))
             )
-            states = self.engine.deploy(spec, plans, deploying)
+            states = self.engine.deploy(
+                spec,
+                plans,
+                deploying,
+                # a rolling update starts the new tasks beside the old ones (ECS stops the
+                # old once the new run): the environment's own tasks count too
+                admit=lambda vcpu, provider: self._admit(
+                    "", vcpu, provider, len(spec.app.services), op.env
+                ),
+            )
             self.store.upsert_env(
                 op.env, services=json.dumps(states_to_json(states)), sha=primary.sha, url=spec.url
             )
@@ -393,12 +405,26 @@ class Executor:
                 return None
             since = datetime.now(UTC)
             waking = self._steps(op, Phase.DEPLOYING)
+            provider = self.settings.capacity_provider_strategy[0].provider
+            services = len(json.loads(row.get("services") or "[]")) or len(spec.app.services)
+            self._admit(op.env, float(row.get("vcpu") or 0), provider, services, op.env)
             self.engine.scale(spec.app, op.env, self.settings.desired_count, waking)
             self.store.upsert_env(op.env, status=EnvStatus.DEPLOYING.value)
         except EngineError as exc:
             self._wake_failed(op, exc)
             raise
         return self._waiting(op, spec, since, kind="wake", rate=rate)
+
+    def _admit(self, leave_out: str, vcpu: float, provider: str, services: int, env: str) -> None:
+        """Refuse (:class:`EngineError`) ``env``'s new tasks when they would not fit in the
+        account's Fargate vCPU quota or the namespace's Cloud Map instances beside what the
+        environments (but ``leave_out``) run (bot/engine/capacity.py)."""
+        used_vcpu, used_services, others = self.store.capacity_in_use(leave_out)
+        count = self.settings.desired_count
+        used = InUse(used_vcpu, used_services * count, others)
+        why = self.quotas.refusal(provider, vcpu, services * count, used)
+        if why is not None:
+            raise EngineError(CAPACITY_STEP, f"{env} does not fit in what AWS allows: {why}")
 
     def _wake_failed(self, op: Operation, exc: EngineError) -> None:
         self.store.upsert_env(op.env, status=EnvStatus.FAILED.value, error=str(exc))

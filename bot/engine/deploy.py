@@ -4,6 +4,7 @@ idempotent, so an interrupted deploy is simply run again. Also scaling (sleep an
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from bot import fargate
@@ -88,9 +89,17 @@ def _log_per_environment(container: dict[str, Any], env: str) -> None:
 
 class Deploying(EngineBase):
     def deploy(
-        self, spec: EnvSpec, plans: list[ServicePlan], report: Reporter = noop
+        self,
+        spec: EnvSpec,
+        plans: list[ServicePlan],
+        report: Reporter = noop,
+        admit: Callable[[float, str], None] = lambda _vcpu, _provider: None,
     ) -> list[ServiceState]:
-        """Register task definitions, ensure Cloud Map and ECS services; idempotent."""
+        """Register task definitions, ensure Cloud Map and ECS services; idempotent.
+
+        ``admit(vcpu, provider)`` is asked, once the task definitions say how big the tasks
+        are and before any service is created or changed, whether they fit in what AWS
+        allows (bot/engine/capacity.py); it raises :class:`EngineError` when they do not."""
         waiting = [p.service for p in plans if p.pending]
         if waiting:
             raise EngineError("deploying", f"no image yet for {', '.join(waiting)}")
@@ -104,11 +113,17 @@ class Deploying(EngineBase):
         states = []
         by_name = {p.service: p for p in plans}
         known = self.cloud_map_services(ns_id, "listing Cloud Map services")
-        for svc in spec.app.services:
-            plan = by_name[svc.name]
-            td_arn, cpu, memory, arch = self._register_task_definition(
-                spec, svc, plan, addresses, report
+        registered = {
+            svc.name: self._register_task_definition(
+                spec, svc, by_name[svc.name], addresses, report
             )
+            for svc in spec.app.services
+        }
+        vcpu = sum(r[1] for r in registered.values()) / 1024 * self.settings.desired_count
+        provider = self.capacity_strategy(next(iter(registered.values()))[3])[0][0].provider
+        admit(vcpu, provider)
+        for svc in spec.app.services:
+            td_arn, cpu, memory, arch = registered[svc.name]
             cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, known, report)
             ecs_name = self._ensure_ecs_service(spec, svc, td_arn, cm_arn, arch, report)
             states.append(

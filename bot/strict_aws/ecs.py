@@ -33,6 +33,12 @@ named:
 - Tags: see :mod:`bot.strict_aws.tags`.
 - ECS registers a service's running tasks in its Cloud Map service and deregisters them when it
   stops them (developer guide, "Service discovery"); moto does neither.
+- Fargate vCPU quotas: the vCPUs of an account's running (and starting) tasks per Region are
+  bounded, On-Demand and Spot apart (Service Quotas: "Fargate On-Demand vCPU resource count",
+  L-3032A538, and "Fargate Spot vCPU resource count", L-36FBB829; ECS developer guide, "AWS
+  Fargate service quotas"). A task over it is not placed: the service says "was unable to
+  place a task ... You've reached the limit on the number of vCPUs you can run concurrently"
+  and ECS tries again later (aws/containers-roadmap#1305 for the wording).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 STOP_TIME = 0.2  # seconds a stopping task takes to reach STOPPED
+PLACE_RETRY = 5.0  # seconds between two tries to place the tasks a quota kept out
 
 
 @dataclass
@@ -160,6 +167,7 @@ class Service:
     deleted_at: float | None = None
     drained_at: float | None = None
     retired: list[Task] = field(default_factory=list)  # tasks of deployments that went away
+    unplaced_at: float | None = None  # when a quota last kept one of its tasks out
 
     @property
     def primary(self) -> Deployment | None:
@@ -202,6 +210,8 @@ class Ecs:
         self._pulls: dict[tuple[str, str], str | None] = {}
         self._ips = itertools.count(10)
         self.refused: list[str] = []
+        # vCPUs the account may run per capacity provider (Service Quotas' values)
+        self.vcpu_quota: dict[str, float] = {"FARGATE": 4000.0, "FARGATE_SPOT": 4000.0}
         # (service, task definition, wall time) of every deployment that COMPLETED (benchmarks:
         # how long after ECS's own "completed" revieee says Ready)
         self.completed: list[tuple[str, str, float]] = []
@@ -215,6 +225,7 @@ class Ecs:
             self.unpullable.clear()
             self.refused.clear()
             self.completed.clear()
+            self.vcpu_quota = {"FARGATE": 4000.0, "FARGATE_SPOT": 4000.0}
 
     # -- time --------------------------------------------------------------------------------
 
@@ -225,6 +236,17 @@ class Ecs:
             now = self.clock() if now is None else now
             for svc in list(self._services.values()):
                 self._advance(svc, now)
+            for svc in list(self._services.values()):  # a quota kept tasks out: try again
+                dep = svc.primary
+                if (
+                    svc.unplaced_at is not None
+                    and now >= svc.unplaced_at + PLACE_RETRY
+                    and svc.status == "ACTIVE"
+                    and dep is not None
+                    and not dep.halted
+                ):
+                    svc.unplaced_at = None
+                    self._launch(svc, dep, now)
 
     def _advance(self, svc: Service, now: float) -> None:
         while True:
@@ -355,7 +377,16 @@ class Ecs:
         provider = (svc.strategy or [{"capacityProvider": svc.launch_type or "FARGATE"}])[0][
             "capacityProvider"
         ]
+        vcpu = (fargate.units(td.get("cpu"), kind="cpu") or 0) / 1024
         while len(dep.live()) < dep.desired and not dep.halted:
+            if self.vcpu_in_use(provider) + vcpu > self.vcpu_quota.get(provider, float("inf")):
+                svc.unplaced_at = at
+                self._say(
+                    svc,
+                    f"(service {svc.name}) was unable to place a task. Reason: You've reached "
+                    "the limit on the number of vCPUs you can run concurrently.",
+                )
+                break
             task_id = uuid.uuid4().hex
             fail = None
             for container in td.get("containerDefinitions", []):
@@ -385,6 +416,16 @@ class Ecs:
                 + " ".join(f"(task {t})" for t in started)
                 + ".",
             )
+
+    def vcpu_in_use(self, provider: str) -> float:
+        """vCPUs of the account's live tasks on ``provider`` (FARGATE or FARGATE_SPOT)."""
+        total = 0.0
+        for svc in self._services.values():
+            for task in svc.tasks():
+                if task.stopped_at is None and task.capacity_provider == provider:
+                    td = self._task_definition(task.task_definition)
+                    total += (fargate.units(td.get("cpu"), kind="cpu") or 0) / 1024
+        return total
 
     def _stop_task(self, svc: Service, task: Task, at: float, reason: str) -> None:
         if not task.live:

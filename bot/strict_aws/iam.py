@@ -257,6 +257,14 @@ class RequestBuilder:
     def _simple(self, action: str) -> list[Request]:
         return [Request(action, "*", {})]
 
+    def _servicequotas_GetServiceQuota(self, p: dict[str, Any]) -> list[Request]:
+        # resource type "quota": arn:${Partition}:servicequotas:${Region}:${Account}:
+        # ${ServiceCode}/${QuotaCode}; condition key servicequotas:service (Service
+        # Authorization Reference, Service Quotas)
+        code = str(p.get("ServiceCode", ""))
+        arn = self.arn("servicequotas", f"{code}/{p.get('QuotaCode', '')}")
+        return [Request("servicequotas:GetServiceQuota", arn, {"servicequotas:service": code})]
+
     def _ecs_DescribeTaskDefinition(self, p: dict[str, Any]) -> list[Request]:
         return self._simple("ecs:DescribeTaskDefinition")
 

@@ -10,8 +10,8 @@ Every request goes through, in order:
    real policy evaluator, see ``tests/strict_aws``); a denied call answers
    ``AccessDeniedException`` as AWS does and is recorded in :attr:`StrictAws.denials`;
 4. the service's rules (:mod:`~bot.strict_aws.ecs`, :mod:`~bot.strict_aws.cloudmap`,
-   :mod:`~bot.strict_aws.logs`), which may refuse, answer from their model, or rewrite moto's
-   answer.
+   :mod:`~bot.strict_aws.logs`, :mod:`~bot.strict_aws.quotas`), which may refuse, answer from
+   their model, or rewrite moto's answer.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from botocore.config import Config
 from bot.strict_aws.cloudmap import CloudMap
 from bot.strict_aws.ecs import Ecs
 from bot.strict_aws.logs import Logs
+from bot.strict_aws.quotas import Quotas
 from bot.strict_aws.throttle import Buckets
 from bot.strict_aws.wire import Answer, Call, error, parse
 
@@ -121,6 +122,7 @@ class StrictAws:
             task_start_jitter=self.rules.task_start_jitter,
         )
         self.logs = Logs(empty_pages=self.rules.empty_log_pages)
+        self.quotas = Quotas(self.ecs)
         self.denials: list[Denial] = []
         self.counts = Counts()
         self.calls: list[tuple[float, str, str]] = []  # (monotonic, principal, service:Action)
@@ -224,9 +226,12 @@ class StrictAws:
                         f"{denial.resource} because no identity-based policy allows the "
                         f"{denial.action} action",
                     )
-        model: Any = {"ecs": self.ecs, "servicediscovery": self.cloud_map, "logs": self.logs}.get(
-            call.service
-        )
+        model: Any = {
+            "ecs": self.ecs,
+            "servicediscovery": self.cloud_map,
+            "logs": self.logs,
+            "servicequotas": self.quotas,
+        }.get(call.service)
         answer = model.before(call) if model is not None else None
         if answer is not None:
             if answer.status != 200:
