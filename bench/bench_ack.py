@@ -1,12 +1,14 @@
 """Ack latency of `revieee serve` while deploys are in progress: signed slash commands and
 reaction events over HTTP, each timed from sending the request to reading the whole answer.
 
-`revieee serve` runs as a subprocess (waitress, the real Bolt listeners, the operation pool)
-against moto's server (in this process) and a local fake Slack Web API. Deploys of many
-branches are started first and stay in progress, waiting for their services to become stable
-(moto starts no tasks), so the server polls ECS and talks to Slack while it answers.
+`revieee serve` runs as a subprocess (waitress, the real Bolt listeners, the operation pool,
+the rollout watcher) against the strict AWS layer over moto (in this process) and a local fake
+Slack Web API. Deploys of many branches are started first and stay in progress, their rollouts
+waiting in the watcher for services whose tasks take an hour to start, so the server polls ECS
+and talks to Slack while it answers. It also prints the server's memory (RSS) with them
+waiting.
 
-    python bench/bench_ack.py [--requests 500] [--concurrency 20] [--deploys 20]
+    python bench/bench_ack.py [--requests 500] [--concurrency 20] [--deploys 100] [--workers 4]
 """
 
 from __future__ import annotations
@@ -130,8 +132,23 @@ def read_db(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def deploys_waiting(db: Path) -> int:
-    rows = read_db(db, "select step from operations where status = 'running' and kind = 'deploy'")
-    return sum(1 for (step,) in rows if step == WAIT_STEP)
+    """Deploys whose rollout waits in the watcher (bot/watcher.py), holding no worker."""
+    rows = read_db(db, "select step from operations where status = 'waiting' and kind = 'deploy'")
+    return len(rows)
+
+
+def rss_mb(pid: int) -> tuple[float, float] | None:
+    """(now, peak) resident memory of a process in MB, from /proc (Linux)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    values = {
+        line.split(":")[0]: int(line.split()[1]) / 1024
+        for line in status.splitlines()
+        if line.startswith(("VmRSS:", "VmHWM:"))
+    }
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
 def stop_server(proc: subprocess.Popen[bytes], aws: AwsClients) -> None:
@@ -434,7 +451,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="of each kind")
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--deploys", type=int, default=20, help="deploys kept in progress")
+    parser.add_argument("--deploys", type=int, default=20, help="rollouts kept waiting")
+    parser.add_argument("--workers", type=int, default=4, help="the server's workers")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the server's (s)")
     parser.add_argument(
         "--sequential", type=int, default=100, help="requests of each kind sent one at a time"
@@ -455,7 +473,7 @@ def main() -> None:
     print(
         f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPU(s)\nrevieee serve: waitress with {threads} threads, "
-        f"workers={deploys}, poll_interval={args.poll_interval:g}s, deploy_timeout=600s\n"
+        f"workers={args.workers}, poll_interval={args.poll_interval:g}s, deploy_timeout=600s\n"
         "moto's server, fake Slack and the load generator run in this process, on the same "
         "machine\n"
     )
@@ -470,7 +488,7 @@ def main() -> None:
         config = sandbox.sandbox_config(
             seeded,
             str(db),
-            workers=deploys,
+            workers=args.workers,
             deploy_timeout=600,
             poll_interval=args.poll_interval,
         )
@@ -533,11 +551,17 @@ def run_bench(
         raise SystemExit(f"a deploy was not accepted: {refused[0]}")
     took = wait_until(
         "waiting for the deploys to start",
-        lambda: health(port)["running"] == deploys and deploys_waiting(db) == deploys,
-        120,
+        lambda: health(port)["waiting"] == deploys and deploys_waiting(db) == deploys,
+        600,
         proc,
     )
-    print(f"{deploys} deploys running, waiting for their services, {took:.1f} s after the request")
+    print(
+        f"{deploys} rollouts waiting for their services (in the watcher, no worker held), "
+        f"{took:.1f} s after the request"
+    )
+    memory = rss_mb(proc.pid)
+    if memory is not None:
+        print(f"revieee serve's memory with them waiting: RSS {memory[0]:.0f} MB")
     idle_before = cpu_seconds(proc.pid)
     time.sleep(args.idle)
     idle_after = cpu_seconds(proc.pid)
@@ -591,6 +615,9 @@ def run_bench(
     print(
         f"deploys still waiting for their services at the end: {deploys_waiting(db)} of {deploys}"
     )
+    memory = rss_mb(proc.pid)
+    if memory is not None:
+        print(f"revieee serve's memory at the end: RSS {memory[0]:.0f} MB, peak {memory[1]:.0f} MB")
     print(
         f"client connections opened: {client.opened} (keep-alive); "
         f"fake Slack answered {len(fake.calls)} Web API calls"

@@ -1,12 +1,13 @@
 """GitHub webhook latency of `revieee serve` while deploys are in progress.
 
-moto's server runs in this process, `revieee serve` as a subprocess against it (with a fake
-Slack Web API, as in bench_ack.py). N deploys are started and stay in progress (moto starts no
-tasks); then signed `pull_request` deliveries (the recorded `synchronize` payload, each with its
-own delivery id and head commit) are sent at a fixed concurrency over keep-alive connections,
-each timed from sending to reading the whole answer (GitHub's limit is 10 s).
+The strict AWS layer over moto's server runs in this process, `revieee serve` as a subprocess
+against it (with a fake Slack Web API, as in bench_ack.py). N deploys are started and stay in
+progress, their rollouts waiting in the watcher for tasks that take an hour to start; then
+signed `pull_request` deliveries (the recorded `synchronize` payload, each with its own
+delivery id and head commit) are sent at a fixed concurrency over keep-alive connections, each
+timed from sending to reading the whole answer (GitHub's limit is 10 s).
 
-    python bench/bench_webhook.py [--requests 500] [--concurrency 20] [--deploys 20]
+    python bench/bench_webhook.py [--requests 500] [--concurrency 20] [--deploys 20] [--workers 4]
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--deploys", type=int, default=20)
+    parser.add_argument("--deploys", type=int, default=20, help="rollouts kept waiting")
+    parser.add_argument("--workers", type=int, default=4, help="the server's workers")
     args = parser.parse_args()
 
     template = json.loads((FIXTURE / "synchronize.payload.json").read_text())
     repo = template["repository"]["full_name"]
-    box = sandbox.MotoSandbox().start()
+    box = sandbox.StrictSandbox(sandbox.quick_rules(task_start=3600.0)).start()
     fake = FakeSlack()
     tmp = Path(tempfile.mkdtemp(prefix="revieee-bench-webhook-"))
     branches = [f"pr-{i:02d}" for i in range(args.deploys)]
@@ -59,7 +61,7 @@ def main() -> None:
             build_clients("standard", 3), {"web": ["main", *branches], "api": ["main"]}
         )
         config = sandbox.sandbox_config(
-            seeded, str(tmp / "revieee.db"), workers=max(args.deploys, 1), deploy_timeout=3600,
+            seeded, str(tmp / "revieee.db"), workers=args.workers, deploy_timeout=3600,
             poll_interval=1, log_level="warning",
         )  # fmt: skip
         shop = config["apps"]["shop"]
@@ -124,12 +126,12 @@ def main() -> None:
             for i, branch in enumerate(branches):
                 status, _ = deliver(i, branch, sandbox.fake_sha("web" + branch))
                 assert status == 202, status
-            deadline = time.monotonic() + 120
-            while get("/healthz")["running"] < args.deploys:
+            deadline = time.monotonic() + 600
+            while get("/healthz")["waiting"] < args.deploys:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"only {get('/healthz')} deploys started")
                 time.sleep(0.2)
-            running_before = get("/healthz")["running"]
+            running_before = get("/healthz")["waiting"]
             for i in range(10):  # warm-up, not counted
                 deliver(10_000 + i, branches[i % len(branches)], "0" * 40)
 
@@ -156,8 +158,8 @@ def main() -> None:
                 f"{os.cpu_count()} CPUs, concurrency {args.concurrency}"
             )
             print(
-                f"deploys in progress: {running_before} before, {running_after['running']} "
-                f"after ({running_after['queued']} queued)"
+                f"rollouts waiting: {running_before} before, {running_after['waiting']} after "
+                f"({running_after['running']} running, {running_after['queued']} queued)"
             )
             print(
                 f"one at a time               n=100 p50={statistics.median(sequential):.1f} ms  "

@@ -3,6 +3,12 @@ worker. One watcher per process looks at all of them together, ``DescribeService
 services at a time, at most once a second (``poll_interval``), and hands each rollout that
 ended (stable, failed, rolled back, out of time) to the executor for its last steps.
 
+It stays within ECS's budget for reads: ECS refills an account's read bucket at 20 calls a
+second ("Request throttling for the Amazon ECS API"), shared with every other reader (revieee's
+own ``status``, the console, CI). The watcher takes at most ``READS_PER_SECOND`` of it: with
+400 services waiting (200 two-service environments woken at once) a look is 40 calls, so the
+looks are 4 s apart instead of 1.
+
 Waiting is a state of the operation (``waiting``, with what it waits for), so a restart
 resumes every wait without registering anything again, and several processes may watch the
 same database: the one that takes an ended operation (``Store.take_waiting``) finishes it.
@@ -18,11 +24,14 @@ from typing import Any
 from bot.config import Settings
 from bot.core.execution import Executor
 from bot.engine import Engine, EngineError
+from bot.engine.base import DESCRIBE_SERVICES_MAX
 from bot.engine.rollout import ROLLOUT_POLL, WAIT_STEP, Watch
 from bot.operations import this_worker
 from bot.store import Operation, Store
 
 log = logging.getLogger("revieee.watcher")
+
+READS_PER_SECOND = 10.0  # of ECS's 20 a second for the account's reads (its bucket's refill)
 
 
 class RolloutWatcher:
@@ -43,6 +52,7 @@ class RolloutWatcher:
         self._watches: dict[int, Watch] = {}
         self._states: dict[int, dict[str, Any]] = {}  # what each waits for, as stored
         self._lock = threading.Lock()  # one look at a time (the loop, or a terminal's run)
+        self.calls = 0  # DescribeServices calls of the last look
 
     def poll(self) -> int:
         """One look at every waiting rollout; finishes those that ended. Returns how many
@@ -51,6 +61,7 @@ class RolloutWatcher:
             return self._poll()
 
     def _poll(self) -> int:
+        self.calls = 0
         waiting = self.store.waiting_operations()
         ids = {op.id for op, _ in waiting}
         for gone in set(self._watches) - ids:  # finished elsewhere, or superseded
@@ -68,6 +79,7 @@ class RolloutWatcher:
         if not looked:
             return 0
         names = sorted({n for _, w in looked for n in w.names})
+        self.calls = -(-len(names) // DESCRIBE_SERVICES_MAX)
         try:
             services, failures = self.engine.describe_services(names, WAIT_STEP)
         except EngineError as exc:  # throttled past the retries, a network error: look again
@@ -110,8 +122,15 @@ class RolloutWatcher:
     def loop(self, stopping: threading.Event) -> None:
         """Look until ``stopping`` is set (the runner's thread in ``serve`` and ``worker``)."""
         interval = min(self.settings.poll_interval, ROLLOUT_POLL)
-        while not stopping.wait(interval):
+        pause = interval
+        while not stopping.wait(pause):
             try:
                 self.poll()
             except Exception:
                 log.exception("watching rollouts failed")
+            pause = self.pause(interval)
+
+    def pause(self, interval: float) -> float:
+        """Seconds until the next look: ``interval``, or longer when the last look's calls
+        would take more than ``READS_PER_SECOND`` of ECS's read budget."""
+        return max(interval, self.calls / READS_PER_SECOND)

@@ -329,8 +329,12 @@ def test_stop_removes_every_resource(
 ) -> None:
     assert deploy(runtime, wait=True).status == "succeeded"
     cm = cloud_map_services(admin)[service_label(ENV, "web")]
-    # ECS registered the running task in Cloud Map (the strict layer does what ECS does).
-    listed = admin.servicediscovery.list_instances(ServiceId=cm["Id"])["Instances"]
+    # ECS registered the running task in Cloud Map (the strict layer does what ECS does): an
+    # asynchronous operation, which ListInstances shows a moment later
+    deadline = time.monotonic() + 5
+    while not (listed := admin.servicediscovery.list_instances(ServiceId=cm["Id"])["Instances"]):
+        assert time.monotonic() < deadline, "ECS never registered the task in Cloud Map"
+        time.sleep(0.1)
     assert len(listed) == 1 and listed[0]["Attributes"]["ECS_SERVICE_NAME"].endswith("-web")
     counter = CallCounter(aws)
     lines: list[str] = []

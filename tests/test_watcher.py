@@ -13,6 +13,7 @@ from bot.events import Finished, Phase, Step
 from bot.naming import env_name, image_tag_part
 from bot.sandbox import Seeded, fake_sha, push_image, sandbox_settings
 from bot.strict_aws import StrictAws
+from bot.watcher import RolloutWatcher
 
 BRANCHES = ("feature/a", "feature/b", "feature/c")
 
@@ -52,6 +53,7 @@ def test_one_look_describes_every_waiting_rollout_ten_services_a_call(
     assert runtime.runner.watcher is not None
     assert runtime.runner.watcher.poll() == 3
     assert counter.calls["ecs:DescribeServices"] == 1  # 6 services: one call, not one each
+    assert runtime.runner.watcher.calls == 1  # what the loop spaces its looks by
     (sent,) = counter.params_of("ecs:DescribeServices")
     assert len(sent["services"]) == 6
     watch_until_done(runtime, ids)
@@ -114,3 +116,22 @@ def test_a_newer_request_ends_the_wait_it_replaces(
     assert runtime.runner.watcher is not None and runtime.runner.watcher.poll() == 0
     row = runtime.store.get_env(env)
     assert row is not None and row["status"] == "stopped"
+
+
+def test_the_watcher_spaces_its_looks_to_keep_within_ecs_read_budget(
+    runtime: Runtime, aws: AwsClients, admin: AwsClients, strict: StrictAws
+) -> None:
+    """A look costs one DescribeServices per 10 waiting services; the looks are spaced so the
+    watcher takes at most 10 of ECS's 20 reads a second: 6 services, once a second; 400
+    services (200 two-service environments woken at once), every 4 s."""
+    strict.ecs.task_start = 30.0
+    watcher = runtime.runner.watcher
+    assert isinstance(watcher, RolloutWatcher)
+    ids = [started(runtime, admin, b) for b in BRANCHES]
+    watcher.poll()
+    assert watcher.calls == 1 and watcher.pause(1.0) == 1.0
+    watcher.calls = 40
+    assert watcher.pause(1.0) == 4.0
+    assert watcher.pause(5.0) == 5.0  # never more often than poll_interval asks
+    for op_id in ids:
+        assert runtime.store.get_operation(op_id).status == "waiting"
