@@ -12,7 +12,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -33,32 +32,62 @@ SERVICES = (
 FIELDS = {"service-quotas": "quotas"}  # the AwsClients field of a service with a dash
 
 
-@dataclass(frozen=True)
 class AwsClients:
-    """The clients the engine needs; each is a plain boto3 client."""
+    """The clients the engine needs; each is a plain boto3 client, made the first time it is
+    used: a client holds its service's model (EC2's alone is 15 MB), and ``serve`` never uses
+    EC2's, IAM's or STS's (only ``check`` does), nor CodeBuild's without an app that builds."""
 
+    NAMES = (
+        "ecs",
+        "servicediscovery",
+        "ecr",
+        "ec2",
+        "codebuild",
+        "logs",
+        "iam",  # check --permissions: iam:SimulatePrincipalPolicy
+        "sts",  # ... of the caller's role
+        "quotas",  # Service Quotas: the Fargate vCPU quotas
+    )
     ecs: Any
     servicediscovery: Any
     ecr: Any
     ec2: Any
     codebuild: Any
     logs: Any
-    iam: Any  # check --permissions: iam:SimulatePrincipalPolicy
-    sts: Any  # ... of the caller's role
-    quotas: Any  # Service Quotas: the Fargate vCPU quotas
+    iam: Any
+    sts: Any
+    quotas: Any
+
+    def __init__(self, make: Callable[[str], Any]) -> None:
+        self._make = make  # the boto3 service name -> its client
+        self._made: dict[str, Any] = {}
+        self._hooks: list[Callable[[Any], None]] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in AwsClients.NAMES:
+            raise AttributeError(name)
+        with self._lock:
+            client = self._made.get(name)
+            if client is None:
+                service = next((k for k, v in FIELDS.items() if v == name), name)
+                client = self._made[name] = self._make(service)
+                for hook in self._hooks:
+                    hook(client)
+            return client
+
+    def each(self, hook: Callable[[Any], None]) -> None:
+        """Call ``hook`` with every client: those made already, and each one when it is made
+        (event handlers, e.g. counting errors)."""
+        with self._lock:
+            self._hooks.append(hook)
+            made = list(self._made.values())
+        for client in made:
+            hook(client)
 
     def all(self) -> list[Any]:
-        return [
-            self.ecs,
-            self.servicediscovery,
-            self.ecr,
-            self.ec2,
-            self.codebuild,
-            self.logs,
-            self.iam,
-            self.sts,
-            self.quotas,
-        ]
+        """Every client (making those not made yet)."""
+        return [getattr(self, name) for name in AwsClients.NAMES]
 
 
 def build_clients(
@@ -67,7 +96,8 @@ def build_clients(
     session: boto3.session.Session | None = None,
     pool_size: int = 10,
 ) -> AwsClients:
-    """Build every AWS client once; called by the composition root, never at import time.
+    """Build the AWS clients (each on first use); called by the composition root, never at
+    import time.
 
     ``max_attempts`` counts every attempt of a call, the first one included; ``pool_size``
     (HTTP connections per client) should cover the worker threads sharing the clients."""
@@ -79,11 +109,14 @@ def build_clients(
         read_timeout=60,
         max_pool_connections=pool_size,
     )
-    clients = {
-        FIELDS.get(name, name): session.client(name, config=config)  # type: ignore[call-overload]
-        for name in SERVICES
-    }
-    return AwsClients(**clients)
+    # one boto3 session must not make clients in two threads at once (boto3 docs, "Multithreading")
+    made = threading.Lock()
+
+    def make(service: str) -> Any:
+        with made:
+            return session.client(service, config=config)  # type: ignore[call-overload]
+
+    return AwsClients(make)
 
 
 class CallCounter:

@@ -25,9 +25,11 @@ class AwsErrors:
     def __init__(self, clients: AwsClients) -> None:
         self.counts: Counter[tuple[str, str, str]] = Counter()
         self._lock = threading.Lock()
-        for client in clients.all():
-            client.meta.events.register("after-call.*.*", self._after_call)
-            client.meta.events.register("after-call-error.*.*", self._call_error)
+        clients.each(self._watch)
+
+    def _watch(self, client: Any) -> None:
+        client.meta.events.register("after-call.*.*", self._after_call)
+        client.meta.events.register("after-call-error.*.*", self._call_error)
 
     def _count(self, model: Any, code: str) -> None:
         key = (model.service_model.service_name, model.name, code)
