@@ -37,7 +37,7 @@ EXTRA = {
     "template task definitions and ECR repositories exist; --permissions also asks IAM whether "
     "the role may make every call the configuration needs",
     "serve": "serve [--host H] [--port P] [--socket-mode]\n"
-    "Slack (and GitHub) front doors, /healthz and the worker pool in one process",
+    "Slack (and GitHub) front doors and /healthz; the worker pool in a child process",
     "worker": "worker\nrun queued operations (and resume interrupted ones) until stopped",
     "demo": "demo\nrun the whole flow against the built-in AWS sandbox (no AWS account needed)",
     "gc-images": "gc-images [--dry-run]\n"
@@ -299,7 +299,13 @@ def _serve(argv: list[str], config: str | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve(build(settings, secrets), secrets, opts.host, port, opts.socket_mode, stop)
+    runtime = build(settings, secrets)
+    worker = None
+    if settings.worker_process:
+        from bot.workerproc import WorkerProcess
+
+        worker = WorkerProcess.for_serve(runtime.bus, config)
+    serve(runtime, secrets, opts.host, port, opts.socket_mode, stop, worker)
     return 0
 
 
@@ -309,10 +315,13 @@ def _worker(settings: Settings) -> int:
     configure_logging(
         settings.log_format, settings.log_level, Secrets.from_environ().values.values()
     )
+    from bot.workerproc import speak
+
     runtime = build(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    speak(runtime.bus, runtime.runner.wake, stop)  # started by `serve`: its events go there
     resumed, failed = runtime.runner.start()
     waiting = len(runtime.store.waiting_operations())
     print(

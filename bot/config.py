@@ -159,6 +159,7 @@ class Settings:
     ecs_writes_per_second: int = 5  # revieee's pace of ECS writes (UpdateService, ...)
     fargate_vcpu_quota: int = 0  # vCPUs the account may run on Fargate; 0: ask Service Quotas
     cloud_map_instances: int = 2000  # instances a Cloud Map namespace may hold
+    worker_process: bool = True  # serve runs the operations in a child process of its own
     desired_count: int = 1
     log_level: str = "info"
     log_format: str = "text"  # text | json (one object per line)
@@ -587,6 +588,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "ecs_writes_per_second": (_int(1, 100), False, "ecs_writes_per_second = 5"),
     "fargate_vcpu_quota": (_int(0, 1_000_000), False, "fargate_vcpu_quota = 256"),
     "cloud_map_instances": (_int(1, 1_000_000), False, "cloud_map_instances = 2000"),
+    "worker_process": (_bool, False, "worker_process = true"),
     "desired_count": (_int(1, 10), False, "desired_count = 1"),
     "log_level": (_choice("info", "debug", "warning", "error"), False, 'log_level = "info"'),
     "log_format": (_choice("text", "json"), False, 'log_format = "json"'),
@@ -853,6 +855,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
         "REVIEEE_PORT",
         "REVIEEE_SLACK_API_URL",
         "REVIEEE_GITHUB_API_URL",
+        "REVIEEE_WORKER_EVENTS_FD",  # set by serve for its worker process (bot/workerproc.py)
     }
     out = {}
     for var, value in environ.items():

@@ -31,6 +31,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import Runtime
 from bot.config import ConfigError, Secrets
+from bot.events import Requested
 from bot.github.events import GitHubEvents
 from bot.github.notifier import GitHubNotifier
 from bot.github.webhook import GitHubWebhook
@@ -44,6 +45,7 @@ from bot.slack.announcer import SlackAnnouncer
 from bot.slack.listeners import SlackContext, register
 from bot.slack.notifier import SlackNotifier
 from bot.sweeper import Sweeper
+from bot.workerproc import WorkerProcess
 
 log = logging.getLogger("revieee.server")
 
@@ -335,6 +337,7 @@ class WebApp:
     slack: SlackRequestHandler | None
     routes: dict[tuple[str, str], Callable[..., Iterable[bytes]]] = field(default_factory=dict)
     replays: ReplayGuard = field(default_factory=ReplayGuard)
+    worker: WorkerProcess | None = None  # the operations' process, when serve started one
 
     def __post_init__(self) -> None:
         self.routes[("GET", "/healthz")] = self._health
@@ -384,11 +387,11 @@ class WebApp:
                 "503 Service Unavailable",
                 {"ok": False, "error": f"database: {exc}"},
             )
-        return _response(
-            start_response,
-            "200 OK",
-            {"ok": True, **counts},
-        )
+        if self.worker is None:
+            return _response(start_response, "200 OK", {"ok": True, **counts})
+        healthy = self.worker.healthy()
+        body = {"ok": healthy, **counts, "worker": self.worker.health()}
+        return _response(start_response, "200 OK" if healthy else "503 Service Unavailable", body)
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         body = render_metrics(self.runtime.store, self.runtime.aws_errors)
@@ -550,14 +553,21 @@ def serve(
     port: int,
     socket_mode: bool,
     stop: threading.Event,
+    worker: WorkerProcess | None = None,
 ) -> None:
-    """Run until ``stop`` is set, then drain running operations."""
+    """Run until ``stop`` is set, then drain running operations. With ``worker`` the
+    operations run in that child process (bot/workerproc.py), not in this one."""
     serving = build_serving(runtime, secrets, os.environ.get("REVIEEE_SLACK_API_URL"), socket_mode)
     # A request thread waiting for the GIL behind busy workers waits a whole switch interval
     # (5 ms by default) each time; answers come first here, so switch more often.
     sys.setswitchinterval(SWITCH_INTERVAL)
     http = HttpServer(serving.app, host, port)
-    runtime.runner.start()
+    if worker is None:
+        runtime.runner.start()
+    else:
+        serving.app.worker = worker
+        runtime.bus.subscribe(Requested, lambda _event: worker.wake())
+        worker.start()
     serving.start()
     assert serving.lifecycle is not None
     scheduler = start_scheduler(runtime.settings, serving.lifecycle)
@@ -579,6 +589,8 @@ def serve(
         socket_handler.close()
     scheduler.shutdown(wait=True)  # a job under way finishes; the next runs are in the job store
     http.stop()
+    if worker is not None:
+        worker.stop()  # it drains what it runs
     runtime.close()
     serving.close()
 

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -84,6 +85,34 @@ def test_a_bad_port_is_a_configuration_error(write_config: WriteConfig) -> None:
     assert "--port" in serve("--port", "x", env=env).stderr
 
 
+def slash(port: int, text: str, response_url: str, user: str = "U0ALICE") -> dict[str, Any]:
+    """A signed ``/revieee TEXT`` to a running server; its answer (200 expected)."""
+    body = urlencode(
+        {
+            "command": "/revieee",
+            "text": text,
+            "user_id": user,
+            "channel_id": "C0REVIEW",
+            "team_id": "T0REVIEEE",
+            "response_url": response_url,
+        }
+    ).encode()
+    ts = str(int(time.time()))
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/slack/events",
+        data=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sign(body, ts),
+        },
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
+
+
 def _get(url: str) -> tuple[int, dict[str, object]]:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return resp.status, json.loads(resp.read())
@@ -122,29 +151,8 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(
                 time.sleep(0.1)
         assert status == 200 and health["ok"] is True
 
-        body = urlencode(
-            {
-                "command": "/revieee",
-                "text": "deploy feature/checkout",
-                "user_id": "U0ALICE",
-                "channel_id": "C0REVIEW",
-                "team_id": "T0REVIEEE",
-                "response_url": fake.response_url(),
-            }
-        ).encode()
-        ts = str(int(time.time()))
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/slack/events",
-            data=body,
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": sign(body, ts),
-            },
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            assert resp.status == 200
-            assert "queued deploy of feature/checkout" in json.loads(resp.read())["text"]
+        answer = slash(port, "deploy feature/checkout", fake.response_url())
+        assert "queued deploy of feature/checkout" in answer["text"]
         env_ = env_name("shop", "feature/checkout")
         fake.wait_for(
             lambda: any(c.args.get("text", "").endswith(": Ready") for c in fake.of("chat.update")),
