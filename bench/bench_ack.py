@@ -151,6 +151,15 @@ def rss_mb(pid: int) -> tuple[float, float] | None:
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
+def report_memory(port: int, pid: int, when: str) -> None:
+    """RSS (and peak) of revieee serve and of its worker process."""
+    worker = (health(port).get("worker") or {}).get("pid")
+    for name, of in (("serve", pid), ("its worker process", worker)):
+        memory = rss_mb(of) if of else None
+        if memory is not None:
+            print(f"memory of {name} {when}: RSS {memory[0]:.0f} MB, peak {memory[1]:.0f} MB")
+
+
 def stop_server(proc: subprocess.Popen[bytes], aws: AwsClients) -> None:
     """SIGTERM, as ECS stops a task. The server then drains its running operations, which
     would wait up to deploy_timeout: the ECS services are deleted under them so they end."""
@@ -559,9 +568,7 @@ def run_bench(
         f"{deploys} rollouts waiting for their services (in the watcher, no worker held), "
         f"{took:.1f} s after the request"
     )
-    memory = rss_mb(proc.pid)
-    if memory is not None:
-        print(f"revieee serve's memory with them waiting: RSS {memory[0]:.0f} MB")
+    report_memory(port, proc.pid, "with them waiting")
     idle_before = cpu_seconds(proc.pid)
     time.sleep(args.idle)
     idle_after = cpu_seconds(proc.pid)
@@ -615,9 +622,7 @@ def run_bench(
     print(
         f"deploys still waiting for their services at the end: {deploys_waiting(db)} of {deploys}"
     )
-    memory = rss_mb(proc.pid)
-    if memory is not None:
-        print(f"revieee serve's memory at the end: RSS {memory[0]:.0f} MB, peak {memory[1]:.0f} MB")
+    report_memory(port, proc.pid, "at the end")
     print(
         f"client connections opened: {client.opened} (keep-alive); "
         f"fake Slack answered {len(fake.calls)} Web API calls"

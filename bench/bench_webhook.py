@@ -132,6 +132,7 @@ def main() -> None:
                     raise SystemExit(f"only {get('/healthz')} deploys started")
                 time.sleep(0.2)
             running_before = get("/healthz")["waiting"]
+            local.__dict__.pop("conn", None)  # idle for minutes: the server closed it
             for i in range(10):  # warm-up, not counted
                 deliver(10_000 + i, branches[i % len(branches)], "0" * 40)
 
