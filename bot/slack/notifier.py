@@ -261,11 +261,13 @@ class SlackNotifier:
         if phase != self._last_phase.get(op.env) or phase in ENDED or phase in RERENDER_PHASES:
             self._render(op, phase)
 
-    def _batch(self, batch_id: int) -> None:
+    def _batch(self, batch_id: int, due: bool = False) -> None:
         """Post or edit the batch's summary in each channel: at once when it starts, at most
-        every ``BATCH_EVERY`` seconds while it goes on, and once more when every operation
-        of it has ended (the final word, said once across processes)."""
-        self._batch_later.discard(batch_id)
+        every ``BATCH_EVERY`` seconds while it goes on (``due``: the edit scheduled for it),
+        and once more when every operation of it has ended (the final word, said once across
+        processes)."""
+        if due:
+            self._batch_later.discard(batch_id)
         batch = self.store.get_batch(batch_id)
         if batch is None or batch["finished_at"]:
             return
@@ -275,7 +277,11 @@ class SlackNotifier:
         now = self.monotonic()
         last = self._batch_said.get(batch_id)
         if not ended and last is not None and now < last + BATCH_EVERY:
-            timer = threading.Timer(last + BATCH_EVERY - now, self._submit, (self._batch, batch_id))
+            if batch_id in self._batch_later:
+                return  # an edit is already due: it will show this too
+            timer = threading.Timer(
+                last + BATCH_EVERY - now, self._submit, (self._batch, batch_id, True)
+            )
             timer.daemon = True
             self._batch_later.add(batch_id)
             timer.start()
