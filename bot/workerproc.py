@@ -163,6 +163,9 @@ class WorkerProcess:
         finally:
             os.close(write_end)
         with self._lock:
+            if self._stdin is not None:  # the pipe to a child that died
+                with contextlib.suppress(OSError):
+                    self._stdin.close()
             self._proc, self._stdin = proc, proc.stdin
             self._down_since = None
         log.info("worker process started pid=%s", proc.pid)
