@@ -273,7 +273,10 @@ class SlackNotifier:
             return
         kind = batch["kind"]
         rows = self.store.batch_operations(batch_id)
-        ended = bool(rows) and all(outcome(kind, r) != UNDER_WAY for r in rows)
+        if not rows:  # every one of its environments changed before it was asked
+            self.store.finish_batch(batch_id)
+            return
+        ended = all(outcome(kind, r) != UNDER_WAY for r in rows)
         now = self.monotonic()
         last = self._batch_said.get(batch_id)
         if not ended and last is not None and now < last + BATCH_EVERY:
