@@ -137,7 +137,9 @@ class StrictSandbox:
 
         assert self.strict is not None
         with patched_environ({"AWS_ENDPOINT_URL": self.strict.url}):
-            return build_clients("standard", 3, session=self.strict.admin_session())
+            clients = build_clients("standard", 3, session=self.strict.admin_session())
+            clients.all()  # made now, while the endpoint is the layer's (clients are lazy)
+            return clients
 
 
 @contextmanager
