@@ -18,36 +18,24 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-SERVICES = (
-    "ecs",
-    "servicediscovery",
-    "ecr",
-    "ec2",
-    "codebuild",
-    "logs",
-    "iam",
-    "sts",
-    "service-quotas",
-)
-FIELDS = {"service-quotas": "quotas"}  # the AwsClients field of a service with a dash
-
 
 class AwsClients:
     """The clients the engine needs; each is a plain boto3 client, made the first time it is
     used: a client holds its service's model (EC2's alone is 15 MB), and ``serve`` never uses
     EC2's, IAM's or STS's (only ``check`` does), nor CodeBuild's without an app that builds."""
 
-    NAMES = (
-        "ecs",
-        "servicediscovery",
-        "ecr",
-        "ec2",
-        "codebuild",
-        "logs",
-        "iam",  # check --permissions: iam:SimulatePrincipalPolicy
-        "sts",  # ... of the caller's role
-        "quotas",  # Service Quotas: the Fargate vCPU quotas
-    )
+    # each field, and the boto3 service whose client it is
+    SERVICES = {
+        "ecs": "ecs",
+        "servicediscovery": "servicediscovery",
+        "ecr": "ecr",
+        "ec2": "ec2",
+        "codebuild": "codebuild",
+        "logs": "logs",
+        "iam": "iam",  # check --permissions: iam:SimulatePrincipalPolicy
+        "sts": "sts",  # ... of the caller's role
+        "quotas": "service-quotas",  # Service Quotas: the Fargate vCPU quotas
+    }
     ecs: Any
     servicediscovery: Any
     ecr: Any
@@ -65,12 +53,12 @@ class AwsClients:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in AwsClients.NAMES:
+        service = AwsClients.SERVICES.get(name)
+        if service is None:
             raise AttributeError(name)
         with self._lock:
             client = self._made.get(name)
             if client is None:
-                service = next((k for k, v in FIELDS.items() if v == name), name)
                 client = self._made[name] = self._make(service)
                 for hook in self._hooks:
                     hook(client)
@@ -87,7 +75,7 @@ class AwsClients:
 
     def all(self) -> list[Any]:
         """Every client (making those not made yet)."""
-        return [getattr(self, name) for name in AwsClients.NAMES]
+        return [getattr(self, name) for name in AwsClients.SERVICES]
 
 
 def build_clients(
