@@ -13,6 +13,7 @@ import contextlib
 import difflib
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,21 @@ CAPACITY_MAX_WEIGHT = 1000
 CAPACITY_MAX_BASE = 100_000
 PLACEHOLDER_RE = re.compile(r"\{([a-z0-9_]+)\}")
 IMAGE_PLACEHOLDERS = {"branch", "sha", "sha7", "env", "app", "service"}
+DATABASE_NAME_PLACEHOLDERS = {"env", "app"}
+DATABASE_URL_PLACEHOLDERS = {"name", "env", "app"}
+TASK_MOMENTS = ("on_create", "release", "on_stop")
+# Keys of per-environment settings that name a secret: refused (a secret belongs in Secrets
+# Manager or SSM, named by the template task definition's ``secrets``), matched case-blind.
+SECRET_KEYS = (
+    "*SECRET*",
+    "*TOKEN*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*PRIVATE*",
+    "*CREDENTIAL*",
+    "*_KEY",
+    "*APIKEY*",
+)
 URL_PLACEHOLDERS = {"env", "domain", "app", "branch"}
 
 
@@ -103,6 +119,36 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class TaskConfig:
+    """A one-off task run at a moment of an environment's life (``when``): ``on_create`` (its
+    first deploy), ``release`` (every deploy, before the new revision takes traffic) or
+    ``on_stop`` (before its services are deleted). It runs ``command`` in ``container`` of the
+    environment's own task definition of ``service``."""
+
+    name: str
+    when: str
+    service: str
+    command: tuple[str, ...]
+    container: str | None = None  # default: the service's container
+    timeout: float = 600.0
+
+    @property
+    def label(self) -> str:
+        """``release task migrate``, ``on stop task drop-db``: the task in steps and messages."""
+        return f"{self.when.replace('_', ' ')} task {self.name}"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """A database per environment on a shared server: its name (``REVIEEE_DATABASE_NAME``),
+    the ``DATABASE_URL`` every service gets, and where its seed data comes from."""
+
+    name: str = "{env}"
+    url: str | None = None
+    seed: str | None = None
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """What one environment runs: one or more services, possibly from several repositories."""
 
@@ -117,6 +163,12 @@ class AppConfig:
     label: str = "revieee"
     deploy_drafts: bool = False
     stop_after_close: float = 0.0  # seconds between a PR's close and its environment's stop
+    tasks: tuple[TaskConfig, ...] = ()
+    database: DatabaseConfig | None = None
+
+    def tasks_at(self, when: str) -> tuple[TaskConfig, ...]:
+        """The lifecycle tasks of moment ``when``, in the configuration's order."""
+        return tuple(t for t in self.tasks if t.when == when)
 
     @property
     def repositories(self) -> tuple[str, ...]:
@@ -184,6 +236,7 @@ class Settings:
     sweep_interval: float = 900.0
     sweep_delete: bool = False  # delete orphans at once instead of asking
     prices: Mapping[str, float] = field(default_factory=dict)  # overrides of the price list
+    secret_keys: tuple[str, ...] = SECRET_KEYS  # settings keys refused as secrets (globs)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -612,6 +665,7 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "sweep_interval": (_duration(60, 86400, 'sweep_interval = "15m"'), False, ""),
     "sweep_delete": (_bool, False, "sweep_delete = false"),
     "prices": (_prices, False, "[prices]\nfargate_vcpu_hour = 0.04048"),
+    "secret_keys": (lambda k, v: _globs(k, v), False, 'secret_keys = ["*SECRET*", "*TOKEN*"]'),
 }
 APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "channel": (_str, False, 'channel = "#shop-reviews"'),
@@ -742,6 +796,114 @@ def _env_table(key: str, value: Any) -> dict[str, str]:
     return out
 
 
+def _globs(key: str, value: Any) -> tuple[str, ...]:
+    example = f'{key} = ["*SECRET*", "*TOKEN*", "*PASSWORD*"]'
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_*?]+", v) for v in value
+    ):
+        raise ConfigError(
+            key,
+            f"must be a list of patterns of letters, digits, _ * and ? (got {value!r})",
+            example,
+        )
+    return tuple(v.upper() for v in value)
+
+
+def _command(key: str, value: Any) -> tuple[str, ...]:
+    """A command as ECS takes it (a list of words), or a string split as a shell would."""
+    example = 'command = ["bin/rails", "db:migrate"]'
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(key, f"cannot be split into words: {exc}", example) from None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(key, f"must be a non-empty list of words (got {value!r})", example)
+    return tuple(value)
+
+
+TASK_KEYS: dict[str, tuple[Parser, bool, str]] = {
+    "when": (
+        _choice(*TASK_MOMENTS),
+        True,
+        'when = "release"   # on_create | release | on_stop',
+    ),
+    "service": (_str, False, 'service = "web"   # whose task definition it runs'),
+    "command": (_command, True, 'command = ["bin/rails", "db:migrate"]'),
+    "container": (_str, False, 'container = "web"'),
+    "timeout": (lambda k, v: _positive_delay(k, v), False, 'timeout = "10m"'),
+}
+DATABASE_KEYS: dict[str, tuple[Parser, bool, str]] = {
+    "name": (
+        _template(DATABASE_NAME_PLACEHOLDERS, 'name = "{env}"'),
+        False,
+        'name = "{env}"   # shop-feature-x -> shop_feature_x',
+    ),
+    "url": (
+        _template(DATABASE_URL_PLACEHOLDERS, 'url = "postgres://review@db.internal:5432/{name}"'),
+        False,
+        'url = "postgres://review@db.internal:5432/{name}"',
+    ),
+    "seed": (_str, False, 'seed = "s3://acme-review-seeds/shop/sanitised.sql.gz"'),
+}
+# a URL's user:password@ (RFC 3986 userinfo with a password)
+PASSWORD_IN_URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]*:[^/@\s]*@", re.IGNORECASE)
+
+
+def _parse_tasks(
+    app: str, table: Any, services: tuple[ServiceConfig, ...]
+) -> tuple[TaskConfig, ...]:
+    example = (
+        f'[apps.{app}.tasks.migrate]\nwhen = "release"\nservice = "web"\n'
+        'command = ["bin/rails", "db:migrate"]'
+    )
+    if not isinstance(table, dict):
+        raise ConfigError(f"apps.{app}.tasks", "must be a table of named tasks", example)
+    out = []
+    for name, fields in table.items():
+        where = f"apps.{app}.tasks.{name}."
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,29}", name):
+            raise ConfigError(
+                where[:-1], "task names are 1-30 of a-z0-9 and -, starting with a letter", example
+            )
+        if not isinstance(fields, dict):
+            raise ConfigError(where[:-1], "must be a table", example)
+        _check_keys(where, fields, TASK_KEYS)
+        values = _parse_table(where, fields, TASK_KEYS)
+        names = [s.name for s in services]
+        service = values.pop("service", None) or next(
+            (s.name for s in services if s.public), names[0]
+        )
+        if service not in names:
+            raise ConfigError(
+                f"{where}service",
+                f"{service!r} is not a service of {app} (its services: {', '.join(names)})",
+                f'service = "{names[0]}"',
+            )
+        out.append(TaskConfig(name=name, service=service, **values))
+    return tuple(out)
+
+
+def _parse_database(app: str, table: Any) -> DatabaseConfig:
+    where = f"apps.{app}.database."
+    example = f'[apps.{app}.database]\nname = "{{env}}"\nurl = "postgres://review@db:5432/{{name}}"'
+    if not isinstance(table, dict):
+        raise ConfigError(where[:-1], "must be a table", example)
+    _check_keys(where, table, DATABASE_KEYS)
+    values = _parse_table(where, table, DATABASE_KEYS)
+    url = values.get("url")
+    if url and PASSWORD_IN_URL_RE.match(url):
+        raise ConfigError(
+            f"{where}url",
+            "has a password in it: credentials come from Secrets Manager or SSM through the "
+            "template task definition's secrets, never from revieee's configuration",
+            'url = "postgres://review@db.internal:5432/{name}"   # + a DATABASE_PASSWORD secret',
+        )
+    return DatabaseConfig(**values)
+
+
 def _check_keys(where: str, table: Mapping[str, Any], known: Mapping[str, Any]) -> None:
     for key in table:
         if key not in known:
@@ -829,7 +991,9 @@ def _parse_app(name: str, table: Any) -> AppConfig:
         )
     if not isinstance(table, dict):
         raise ConfigError(f"apps.{name}", "must be a table", f"[apps.{name}]")
-    _check_keys(f"apps.{name}.", table, {**APP_KEYS, "services": None})
+    _check_keys(
+        f"apps.{name}.", table, {**APP_KEYS, "services": None, "tasks": None, "database": None}
+    )
     services = table.get("services")
     if not isinstance(services, dict) or not services:
         raise ConfigError(
@@ -844,7 +1008,15 @@ def _parse_app(name: str, table: Any) -> AppConfig:
             "at most one service may be public",
             "public = true   # on the service the URL points at",
         )
-    return AppConfig(name=name, services=parsed, **_parse_table(f"apps.{name}.", table, APP_KEYS))
+    tasks = _parse_tasks(name, table["tasks"], parsed) if "tasks" in table else ()
+    database = _parse_database(name, table["database"]) if "database" in table else None
+    return AppConfig(
+        name=name,
+        services=parsed,
+        tasks=tasks,
+        database=database,
+        **_parse_table(f"apps.{name}.", table, APP_KEYS),
+    )
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

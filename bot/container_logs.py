@@ -15,13 +15,13 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.aws import AwsClients, Pace, describe_error, error_code
 from bot.config import AppConfig
 from bot.engine import EngineError
+from bot.logtail import console_link
 from bot.text import span
 
 MAX_SCANNED = 20_000  # events read per container and window before giving up on older ones
@@ -66,15 +66,6 @@ class ContainerLogs:
     found: int = 0  # events read in the window, before keeping the newest ``asked``
     truncated: bool = False  # some events in the window were not read
     links: dict[str, str] = field(default_factory=dict)  # log group -> AWS console
-
-
-def console_link(region: str, group: str) -> str:
-    """The log group in the CloudWatch console (which escapes ``%`` as ``$25`` in its hash)."""
-    encoded = quote(group, safe="").replace("%", "$25")
-    return (
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-        f"#logsV2:log-groups/log-group/{encoded}"
-    )
 
 
 def services_to_read(

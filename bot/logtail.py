@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -153,3 +154,12 @@ class ServiceEvents:
                 fresh.append((created or 0, f"{stamp}{event.get('message', '')}"))
         fresh.sort(key=lambda pair: pair[0].timestamp() if isinstance(pair[0], datetime) else 0)
         return [line for _, line in fresh]
+
+
+def console_link(region: str, group: str) -> str:
+    """The log group in the CloudWatch console (which escapes ``%`` as ``$25`` in its hash)."""
+    encoded = quote(group, safe="").replace("%", "$25")
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{encoded}"
+    )

@@ -108,3 +108,21 @@ def tag_value(text: str) -> str:
         c if c in TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "_" for c in text
     )
     return folded[:MAX_TAG_VALUE]
+
+
+MAX_DATABASE_NAME = 63  # PostgreSQL's identifiers (NAMEDATALEN - 1); MySQL takes 64
+
+
+def database_name(template: str, app: str, env: str) -> str:
+    """The environment's database name (``REVIEEE_DATABASE_NAME``): ``template`` with ``{app}``
+    and ``{env}`` filled, folded to ``a-z0-9_`` (a name neither PostgreSQL nor MySQL needs to
+    quote) and at most 63 characters; a longer one keeps a hash of the whole, so two long
+    names stay apart."""
+    name = template.replace("{app}", app).replace("{env}", env)
+    folded = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "review"
+    if folded[0].isdigit():
+        folded = f"db_{folded}"
+    if len(folded) > MAX_DATABASE_NAME:
+        digest = hashlib.sha256(folded.encode()).hexdigest()[:8]
+        folded = f"{folded[: MAX_DATABASE_NAME - 9].rstrip('_')}_{digest}"
+    return folded

@@ -249,6 +249,33 @@ def needs(settings: Settings, engine: Engine, account: str) -> list[Need]:
                         conditions=tagged_resource,
                     )
                 )
+            if any(t.service == svc.name for t in app.tasks):
+                out += [
+                    Need(
+                        "ecs:RunTask",
+                        td,
+                        f"{where}: its lifecycle tasks (on_create, release, on_stop)",
+                        {**request_tags, **resource_tags, **cluster},
+                        grant=arn("ecs", "task-definition/revieee-*"),
+                        conditions={**in_cluster, **tagged_request},
+                    ),
+                    Need(
+                        "ecs:TagResource",
+                        arn("ecs", f"task/{s.cluster}/example"),
+                        f"{where}: tags on its lifecycle tasks",
+                        {**request_tags, "ecs:CreateAction": "RunTask"},
+                        grant=arn("ecs", f"task/{s.cluster}/*"),
+                        conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+                    ),
+                    Need(
+                        "ecs:StopTask",
+                        arn("ecs", f"task/{s.cluster}/example"),
+                        f"{where}: stopping a lifecycle task that ran over its timeout",
+                        cluster,
+                        grant=arn("ecs", f"task/{s.cluster}/*"),
+                        conditions=in_cluster,
+                    ),
+                ]
             template = _template(engine.aws, svc.task_definition)
             for key in ("executionRoleArn", "taskRoleArn"):
                 role = template.get(key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot import envsettings
 from bot.config import Settings
 from bot.events import IN_PROGRESS, Phase
 from bot.store import Operation, Store
@@ -30,6 +31,27 @@ def status_emoji(status: str) -> str:
     """The emoji of the phase an environment in ``status`` shows ("" for an unknown one)."""
     phase = Phase.of_status(status)
     return PHASES[phase][0] if phase else ""
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """How one lifecycle task of the operation went (``status``: running, succeeded, failed)."""
+
+    name: str
+    moment: str
+    status: str
+    exit_code: int | None = None
+    seconds: float | None = None
+    reason: str | None = None
+    lines: tuple[str, ...] = ()
+
+    @property
+    def outcome(self) -> str:
+        if self.status in ("starting", "running"):
+            return "running"
+        if self.exit_code is None:
+            return f"did not finish: {self.reason or 'stopped'}"
+        return f"exit code {self.exit_code} after {self.seconds or 0:g}s"
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,8 @@ class DeployView:
     log_url: str | None = None  # a failed build's log in the AWS console
     stop_reason: str | None = None  # why revieee stopped it by itself (expired...)
     pinned: bool = False
+    tasks: tuple[TaskView, ...] = ()  # the operation's lifecycle tasks, in the order they ran
+    settings: tuple[tuple[str, str], ...] = ()  # the environment's own KEY=VALUE settings
 
 
 def _parse(stamp: str | None) -> datetime | None:
@@ -103,4 +127,19 @@ def view_of(
         log_url=broken[-1].get("link") if broken and phase == "failed" else None,
         stop_reason=op.params.get("reason") if op.kind == "stop" else None,
         pinned=bool(env.get("pinned")),
+        tasks=tuple(
+            TaskView(
+                r["name"],
+                r["moment"],
+                r["status"],
+                r.get("exit_code"),
+                r.get("seconds"),
+                r.get("reason"),
+                tuple(r.get("lines") or ()),
+            )
+            for r in store.task_runs(op.id)
+        ),
+        settings=tuple(
+            (k, s.value) for k, s in sorted(envsettings.load(env.get("settings")).items())
+        ),
     )

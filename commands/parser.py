@@ -43,7 +43,8 @@ class UsageError(Exception):
 
 def _fields(cls: type[Command]) -> tuple[list[str], list[str], dict[str, type]]:
     """Required positionals (no default), optional positionals (``metadata["positional"]``)
-    and flags (name -> bool, int or str)."""
+    and flags (name -> bool, int, str, or tuple: a flag given as often as wanted,
+    ``metadata["repeat"]``)."""
     hints = typing.get_type_hints(cls)
     required: list[str] = []
     optional: list[str] = []
@@ -53,6 +54,8 @@ def _fields(cls: type[Command]) -> tuple[list[str], list[str], dict[str, type]]:
             required.append(f.name)
         elif f.metadata.get("positional"):
             optional.append(f.name)
+        elif f.metadata.get("repeat"):
+            flags[f.name] = tuple
         else:
             flags[f.name] = hints[f.name] if hints[f.name] in (bool, int) else str
     return required, optional, flags
@@ -130,7 +133,10 @@ def parse_words(words: list[str]) -> Command:
             value = inline if eq else next(args, None)
             if value is None or value == "" or value.startswith("--"):
                 raise UsageError(f"--{name} needs a value", verb)
-            values[key] = _number(cls, verb, key, value) if flags[key] is int else value
+            if flags[key] is tuple:
+                values[key] = (*values.get(key, ()), value)
+            else:
+                values[key] = _number(cls, verb, key, value) if flags[key] is int else value
         else:
             rest.append(word)
     positional = required + optional
@@ -165,4 +171,11 @@ def parse_words(words: list[str]) -> Command:
         )
     if values.get("sha"):
         values["sha"] = values["sha"].lower()
+    for assignment in values.get("set", ()):
+        key, eq, _ = assignment.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set takes KEY=VALUE (got {assignment!r})", verb)
+    for key in values.get("unset", ()):
+        if "=" in key:
+            raise UsageError(f"--unset takes a KEY alone (got {key!r})", verb)
     return cls(**values)

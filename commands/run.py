@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import envsettings
 from bot.authz import Authorizer, Caller, Decision
 from bot.container_logs import ContainerLogs, logs_summary, services_to_read
 from bot.core import Core, RequestError
@@ -85,10 +86,14 @@ def _run(cmd: Command, core: Core, caller: Caller, authz: Authorizer) -> Reply:
                 source=source,
                 wait=wait or source != "cli",
                 context=caller.context,
+                set_=dict(envsettings.parse_assignment(a) for a in cmd.set),
+                unset=cmd.unset,
             )
             text = (
                 f"queued deploy of {branch} as {req.env} ({req.url}), operation {req.operation.id}"
             )
+            if req.note:
+                text += f"; its settings: {req.note}"
             if req.superseded:
                 text += f"; it replaces queued operation(s) {', '.join(map(str, req.superseded))}"
             return Reply(text, operation=req.operation, data={"env": req.env, "url": req.url})
@@ -248,6 +253,24 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  cost about {money(status['cost'])} so far{per_hour}")
     if env.get("error"):
         lines.append(f"  last error: {env['error']}")
+    settings = status.get("settings") or {}
+    if settings:
+        lines.append("  its own settings (over the app's environment variables):")
+        for key, setting in sorted(settings.items()):
+            by = f" by {setting.by}" if setting.by else ""
+            lines.append(f"    {key}={setting.value}  (from {setting.source}{by})")
+    for run in reversed(status.get("tasks") or []):
+        moment = str(run["moment"]).replace("_", " ")
+        if run["status"] in ("starting", "running"):
+            outcome = "running"
+        elif run.get("exit_code") is None:
+            outcome = f"did not finish: {run.get('reason') or 'stopped'}"
+        else:
+            outcome = f"exit code {run['exit_code']} after {run.get('seconds') or 0:g}s"
+        lines.append(
+            f"  {moment} task {run['name']} (operation {run['operation_id']}): {outcome}, "
+            f"started {run['started_at']}"
+        )
     for name, live in (status.get("live") or {}).items():
         lines.append(
             f"  service {name}: {live['status']}, {live['running']}/{live['desired']} "

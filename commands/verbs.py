@@ -17,22 +17,29 @@ MAX_PAGE = 100_000  # the highest ``list --page``
 
 @dataclass(frozen=True)
 class Deploy:
-    """deploy BRANCH [--app APP] [--sha SHA] [--wait]
+    """deploy BRANCH [--app APP] [--sha SHA] [--wait] [--set KEY=VALUE] [--unset KEY]
     Deploy BRANCH as a review environment, or redeploy it if it exists (same URL).
     --app picks the app when several are configured; --sha pins the commit; --wait waits
-    until the services are stable and reports the result."""
+    until the services are stable and reports the result. --set KEY=VALUE (as often as
+    needed) gives this environment its own value of an environment variable, kept across
+    redeploys until --unset KEY; secrets are refused (they belong in the task definition's
+    secrets). The app's release tasks (migrations) run before the new version takes traffic;
+    its on_create tasks (a database of its own) on the first deploy."""
 
     branch: str
     app: str | None = None
     sha: str | None = None
     wait: bool = False
+    set: tuple[str, ...] = field(default=(), metadata={"repeat": True})
+    unset: tuple[str, ...] = field(default=(), metadata={"repeat": True})
 
 
 @dataclass(frozen=True)
 class Stop:
     """stop ENV [--app APP]
-    Stop the environment ENV (its name, or its branch) and remove its AWS resources.
-    Stopping one that is already gone succeeds and says so."""
+    Stop the environment ENV (its name, or its branch) and remove its AWS resources, after
+    the app's on_stop tasks (dropping its database). Stopping one that is already gone
+    succeeds and says so."""
 
     env: str
     app: str | None = None
@@ -64,7 +71,8 @@ class List:
 @dataclass(frozen=True)
 class Status:
     """status ENV [--app APP]
-    Show one environment: status, URL, commit, recent deployments and what ECS says now."""
+    Show one environment: status, URL, commit, its own settings, its last lifecycle tasks,
+    recent deployments and what ECS says now."""
 
     env: str
     app: str | None = None

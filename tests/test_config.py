@@ -15,9 +15,11 @@ import pytest
 
 from bot.config import (
     APP_KEYS,
+    DATABASE_KEYS,
     GLOBAL_KEYS,
     SECRET_VARIABLES,
     SERVICE_KEYS,
+    TASK_KEYS,
     CapacityProvider,
     ConfigError,
     Secrets,
@@ -623,7 +625,7 @@ def test_example_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     missing = [
         key
-        for key in [*GLOBAL_KEYS, *APP_KEYS, *SERVICE_KEYS]
+        for key in [*GLOBAL_KEYS, *APP_KEYS, *SERVICE_KEYS, *TASK_KEYS, *DATABASE_KEYS]
         if not re.search(rf"^[ \t]*(?:#[ \t]*)?({key}[ \t]*=|\[{key}\])", text, re.MULTILINE)
     ]
     assert missing == []

@@ -10,9 +10,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import cost
+from bot import cost, envsettings
 from bot.config import Settings
 from bot.core.queries import Queries
+from bot.core.tasks import LifecycleTasks
 from bot.engine import (
     CommitResolver,
     Engine,
@@ -29,6 +30,7 @@ from bot.engine.images import ImageBuilder, Superseded
 from bot.engine.rollout import Watch
 from bot.events import BatchUpdate, Bus, EnvStatus, Finished, LogLines, Phase, Step
 from bot.logtail import LogEvent, LogSink
+from bot.naming import task_family
 from bot.operations import Waiting, this_worker
 from bot.store import Operation, Store
 
@@ -57,6 +59,7 @@ class Executor:
         )
         self.prices = cost.prices(settings, getattr(engine.aws.ecs.meta, "region_name", None))
         self.quotas = Quotas(engine.aws, settings, engine.monotonic)
+        self.tasks = LifecycleTasks(store, engine)
         self.owner = this_worker()
 
     def execute(self, op: Operation) -> Waiting | None:
@@ -194,7 +197,14 @@ class Executor:
         if op.app not in self.settings.apps:
             raise EngineError("reading configuration", f"app {op.app!r} is no longer configured")
         app = self.settings.apps[op.app]
-        return EnvSpec(app, op.env, op.branch, self.settings.url_for(op.app, op.env, op.branch))
+        row = self.store.get_env(op.env) or {}
+        return EnvSpec(
+            app,
+            op.env,
+            op.branch,
+            self.settings.url_for(op.app, op.env, op.branch),
+            envsettings.values(envsettings.load(row.get("settings"))),
+        )
 
     # -- deploy --------------------------------------------------------------------------------
 
@@ -253,6 +263,10 @@ class Executor:
                 # old once the new run): the environment's own tasks count too
                 admit=lambda vcpu, provider: self._admit(
                     "", vcpu, provider, len(spec.app.services), op.env
+                ),
+                # on_create and release: before any service changes (bot/core/tasks.py)
+                before_traffic=lambda task_definitions: self.tasks.before_traffic(
+                    op, spec, task_definitions, deploying, self._log_sink(op)
                 ),
             )
             self.store.upsert_env(
@@ -351,11 +365,17 @@ class Executor:
 
     def _stop(self, op: Operation) -> None:
         report = self._steps(op, Phase.STOPPING)
+        before = self.store.get_env(op.env) or {}
         self.store.upsert_env(op.env, status=EnvStatus.STOPPING.value)
         row = self.store.get_env(op.env) or {}
         extra = [s["service"] for s in json.loads(row.get("services") or "[]")]
         try:
-            app = self._spec(op).app
+            spec = self._spec(op)
+            app = spec.app
+            try:
+                self._on_stop(op, spec, before, report)
+            except EngineError as exc:  # said, and the stop goes on
+                report(exc.step, f"failed: {exc.message}; stopping the environment anyway")
             self.engine.stop(app, op.env, report, extra_services=extra)
             self.images.cleanup(app, op.env, report)
             if self.settings.gc_untagged_images:
@@ -375,6 +395,7 @@ class Executor:
             error=None,
             services=None,
             stopped_reason=op.params.get("reason"),
+            setup_done=None,  # a deploy after the stop creates it anew (on_create)
         )
         # what an automatic stop saves accrues until the environment is deployed again
         self.store.set_usage(
@@ -382,6 +403,41 @@ class Executor:
         )
         self.store.audit("stopped", op.requested_by, op.env, op.source, operation=op.id)
         self._finish(op, Phase.STOPPED, f"{op.env} is stopped")
+
+    def _on_stop(
+        self, op: Operation, spec: EnvSpec, before: dict[str, Any], report: Reporter
+    ) -> None:
+        """The app's on_stop tasks, before anything is deleted, from each service's newest
+        task definition of the environment. A failure is said, and the stop goes on; an
+        environment stopped already, or that never got as far as its on_create (or its first
+        task definitions), has nothing to clean up."""
+        tasks = spec.app.tasks_at("on_stop")
+        if not tasks or before.get("status") in (None, EnvStatus.STOPPED):
+            return
+        if spec.app.tasks_at("on_create") and not before.get("setup_done"):
+            report("running on stop tasks", "skipped: its on_create tasks never ran to the end")
+            return
+        task_definitions = {
+            t.service: self.engine.latest_task_definition(task_family(op.env, t.service))
+            for t in tasks
+        }
+        failures = self.tasks.run(
+            op, spec, "on_stop", task_definitions, report, self._log_sink(op), blocking=False
+        )
+        if failures:
+            self.store.audit(
+                "on stop task failed",
+                op.requested_by,
+                op.env,
+                op.source,
+                operation=op.id,
+                reason="; ".join(failures)[:1000],
+            )
+            report(
+                "running on stop tasks",
+                f"{len(failures)} failed; stopping the environment anyway: clean up what they "
+                "left behind by hand",
+            )
 
     # -- sleep and wake ------------------------------------------------------------------------
 

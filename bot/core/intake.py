@@ -5,10 +5,12 @@ calls these in its request thread, before it answers."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot import envsettings
 from bot.config import Settings
 from bot.core.queries import Queries, RequestError
 from bot.events import BatchUpdate, Bus, EnvStatus, Requested
@@ -48,10 +50,16 @@ class Intake:
         source: str = "cli",
         wait: bool = True,
         context: dict[str, Any] | None = None,
+        set_: Mapping[str, str] | None = None,
+        unset: Iterable[str] = (),
+        block: Mapping[str, str] | None = None,
     ) -> Accepted:
         """Persist a deploy of ``branch``; the environment is created or redeployed.
 
-        ``context`` (e.g. the Slack channel and response URL) travels with the operation."""
+        ``context`` (e.g. the Slack channel and response URL) travels with the operation.
+        ``set_``/``unset`` change the environment's own settings, ``block`` replaces those a
+        pull request's description gave it (bot/envsettings.py); a setting that cannot be
+        taken refuses the whole request (:class:`RequestError`), nothing changed."""
         try:
             app_cfg = self.settings.app(app)
         except KeyError as exc:
@@ -69,6 +77,21 @@ class Intake:
             "url": url,
             **self._activity(None if fresh else existing),
         }
+        changed: list[str] = []
+        if set_ or unset or block is not None:
+            try:
+                new, changed = envsettings.change(
+                    envsettings.load((existing or {}).get("settings")),
+                    self.settings.secret_keys,
+                    set_=set_,
+                    unset=unset,
+                    block=block,
+                    source=source,
+                    by=requested_by,
+                )
+            except envsettings.SettingError as exc:
+                raise RequestError(f"not deployed: {exc}") from None
+            fields["settings"] = envsettings.dump(new)
         if fresh:
             fields.update(
                 status=EnvStatus.QUEUED.value,
@@ -92,8 +115,13 @@ class Intake:
             operation=op.id,
             superseded=superseded,
         )
+        if changed:
+            # the keys only: a value is no secret, but it needs no second copy either
+            self.store.audit(
+                "settings changed", requested_by, name, source, operation=op.id, changes=changed
+            )
         self._enqueued(op)
-        return Accepted(op, name, url, superseded)
+        return Accepted(op, name, url, superseded, ", ".join(changed))
 
     def request_stop(
         self,

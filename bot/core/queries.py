@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from bot import container_logs
+from bot import container_logs, envsettings
 from bot.config import Settings
 from bot.container_logs import ContainerLogs
 from bot.engine import Engine, EngineError
@@ -125,6 +125,8 @@ class Queries:
             "deployments": self.store.deployments(row["name"], 5),
             "operations": self.store.operations(env=row["name"])[-5:],
             "cost": cost_so_far(row, self.clock()),
+            "settings": envsettings.load(row.get("settings")),
+            "tasks": self.store.recent_task_runs(row["name"], 5),
         }
         if not live or row["status"] in (EnvStatus.STOPPED, EnvStatus.QUEUED):
             return out

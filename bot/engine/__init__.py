@@ -16,6 +16,7 @@ One module per job, each a part of :class:`Engine`:
 - ``hygiene``: the images stops leave behind, and untagged ones, deleted;
 - ``deploy``: task definitions, Cloud Map and ECS services; scaling;
 - ``rollout``: waiting until stable, explaining a failed rollout, live status;
+- ``tasks``: one-off tasks (RunTask) from an environment's task definition, and their result;
 - ``teardown``: stopping an environment;
 - ``preflight``: ``revieee check``.
 
@@ -39,6 +40,7 @@ from bot.engine.model import (
 from bot.engine.plan import Planning
 from bot.engine.preflight import Preflight
 from bot.engine.rollout import Rollout
+from bot.engine.tasks import OneOffTasks, TaskResult
 from bot.engine.teardown import Teardown
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Reporter",
     "ServicePlan",
     "ServiceState",
+    "TaskResult",
     "aws_step",
     "call",
     "fargate_problem",
@@ -61,5 +64,5 @@ __all__ = [
 ]
 
 
-class Engine(Planning, Deploying, Rollout, Teardown, Preflight):
+class Engine(Planning, Deploying, Rollout, OneOffTasks, Teardown, Preflight):
     """Deploys, waits for, describes and stops environments on ECS + Cloud Map."""

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from bot import fargate
-from bot.config import AppConfig, CapacityProvider, ServiceConfig
+from bot.config import AppConfig, CapacityProvider, ServiceConfig, render
 from bot.engine.base import EngineBase, EngineError, Reporter, aws_step, call, noop
 from bot.engine.model import EnvSpec, ServicePlan, ServiceState
-from bot.naming import ecs_service_name, service_label, tag_value, task_family
+from bot.naming import database_name, ecs_service_name, service_label, tag_value, task_family
 
 TASK_DEF_FIELDS = (
     "taskRoleArn",
@@ -75,6 +75,23 @@ def fargate_problem(request: dict[str, Any], svc: ServiceConfig) -> str | None:
     return f"{problem} ({origin})"
 
 
+def database_variables(app: AppConfig, env: str) -> dict[str, str]:
+    """What every service of an environment learns of its database (``[apps.X.database]``):
+    ``REVIEEE_DATABASE_NAME``, ``DATABASE_URL`` (when a URL template is set) and
+    ``REVIEEE_DATABASE_SEED`` (when a seed source is). Credentials are never among them: they
+    come from the template task definition's ``secrets``."""
+    db = app.database
+    if db is None:
+        return {}
+    name = database_name(db.name, app.name, env)
+    out = {"REVIEEE_DATABASE_NAME": name}
+    if db.url:
+        out["DATABASE_URL"] = render(db.url, name=name, env=env, app=app.name)
+    if db.seed:
+        out["REVIEEE_DATABASE_SEED"] = db.seed
+    return out
+
+
 def _log_per_environment(container: dict[str, Any], env: str) -> None:
     """Streams of ``awslogs`` containers are named ``<prefix>/<container>/<task id>``: putting
     the environment in the prefix lets ``logs`` find every task of it, stopped ones included."""
@@ -94,12 +111,16 @@ class Deploying(EngineBase):
         plans: list[ServicePlan],
         report: Reporter = noop,
         admit: Callable[[float, str], None] = lambda _vcpu, _provider: None,
+        before_traffic: Callable[[dict[str, str]], None] = lambda _task_definitions: None,
     ) -> list[ServiceState]:
         """Register task definitions, ensure Cloud Map and ECS services; idempotent.
 
         ``admit(vcpu, provider)`` is asked, once the task definitions say how big the tasks
         are and before any service is created or changed, whether they fit in what AWS
-        allows (bot/engine/capacity.py); it raises :class:`EngineError` when they do not."""
+        allows (bot/engine/capacity.py); it raises :class:`EngineError` when they do not.
+        ``before_traffic(task definitions)`` (service -> ARN) runs next, before any service
+        changes: the release tasks (bot/core/tasks.py); what it raises stops the deploy with
+        the running revision untouched."""
         waiting = [p.service for p in plans if p.pending]
         if waiting:
             raise EngineError("deploying", f"no image yet for {', '.join(waiting)}")
@@ -122,6 +143,7 @@ class Deploying(EngineBase):
         vcpu = sum(r[1] for r in registered.values()) / 1024 * self.settings.desired_count
         provider = self.capacity_strategy(next(iter(registered.values()))[3])[0][0].provider
         admit(vcpu, provider)
+        before_traffic({name: r[0] for name, r in registered.items()})
         for svc in spec.app.services:
             td_arn, cpu, memory, arch = registered[svc.name]
             cm_id, cm_arn = self._ensure_cloud_map_service(spec, svc, ns_id, known, report)
@@ -172,6 +194,8 @@ class Deploying(EngineBase):
             )
         env_vars = {e["name"]: e["value"] for e in target.get("environment", [])}
         env_vars.update(svc.environment)
+        env_vars.update(database_variables(spec.app, spec.env))
+        env_vars.update(spec.settings)  # the environment's own settings win over configured ones
         env_vars.update(addresses)
         env_vars.update(
             {

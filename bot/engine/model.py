@@ -3,7 +3,8 @@ deployed."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bot.config import AppConfig
@@ -18,12 +19,14 @@ class CommitResolver(Protocol):
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """Which environment: the app, its name, the requested branch and its public URL."""
+    """Which environment: the app, its name, the requested branch, its public URL and its
+    own settings (KEY -> value: over the configured environment variables, bot/envsettings.py)."""
 
     app: AppConfig
     env: str
     branch: str
     url: str
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ STATUS: dict[Phase, tuple[str, str]] = {
     Phase.SLEEPING: (PHASES[Phase.SLEEPING][0], "Sleeping (scaled to zero outside working hours)"),
 }
 MAX_REASON = 2000
+MAX_TASK_LINES = 3000  # characters of a task's last lines
 
 
 def _when(moment: datetime | None) -> str:
@@ -53,6 +54,20 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
         lines.append(f"| **Stopped** | {_when(view.stopped_at)} by revieee: {why} |")
     elif view.phase == "stopped":
         lines.append(f"| **Stopped** | {_when(view.stopped_at)} by {_who(view.stopped_by)} |")
+    if view.settings and view.phase != "stopped":
+        pairs = ", ".join(code(f"{k}={v}", 120, table=True) for k, v in view.settings[:20])
+        more = f" and {len(view.settings) - 20} more" if len(view.settings) > 20 else ""
+        lines.append(f"| **Settings** | {pairs}{more} |")
+    for task in view.tasks:
+        moment = task.moment.replace("_", " ")
+        lines.append(
+            f"| **{moment.capitalize()} task** | {code(task.name, table=True)}: "
+            f"{text(task.outcome, 300)} |"
+        )
+    for task in view.tasks:
+        if task.lines:
+            lines += ["", f"<details><summary>Last lines of {code(task.name)}</summary>", "",
+                      *fence("\n".join(task.lines), MAX_TASK_LINES), "", "</details>"]  # fmt: skip
     if view.phase == "failed" and view.reason:
         lines += ["", "<details><summary>Why it failed</summary>", "",
                   *fence(view.reason, MAX_REASON), "", "</details>"]  # fmt: skip

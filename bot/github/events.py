@@ -7,7 +7,10 @@ Events, per app whose services are built from the event's repository:
   app's ``pull_requests`` policy (``all``, ``label``, ``off``), drafts only with
   ``deploy_drafts``; ``synchronize``: redeploy the new head if the environment exists (or the
   policy would create it); ``labeled``/``unlabeled`` with the app's label: deploy/stop;
-  ``closed``: stop, after ``stop_after_close``.
+  ``closed``: stop, after ``stop_after_close``; ``edited``: redeploy a live environment
+  whose settings the description's fenced ``revieee`` block changes (every deploy of a pull
+  request takes that block's ``KEY=VALUE`` lines as the environment's settings; a fork's
+  description is ignored).
 - ``push`` to a branch that has an environment: redeploy that commit.
 - ``delete`` of a branch: stop its environment.
 - ``issue_comment`` on a pull request starting with ``/revieee``: the command, for people with
@@ -30,10 +33,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import envsettings
 from bot.authz import Authorizer, Caller
 from bot.config import AppConfig, Settings
 from bot.container_logs import ContainerLogs
-from bot.core import Core
+from bot.core import Core, RequestError
 from bot.github.forge import (
     Forge,
     GitHubError,
@@ -87,6 +91,7 @@ def pull_from_payload(payload: dict[str, Any]) -> PullInfo:
         state="merged" if pr.get("merged") else pr.get("state", "open"),
         draft=bool(pr.get("draft")),
         labels=tuple(label["name"] for label in pr.get("labels") or []),
+        body=pr.get("body") or "",
     )
 
 
@@ -196,20 +201,70 @@ class GitHubEvents:
         )
         return env
 
-    def _deploy_pull(self, app: AppConfig, pull: PullInfo, actor: str | None) -> str:
+    def _deploy_pull(
+        self, app: AppConfig, pull: PullInfo, actor: str | None, settings_changed: bool = False
+    ) -> str:
         branch = branch_of(pull)
         env = self._link(app, pull)
-        if self._already_deploying(env, pull.head_sha):
+        if self._already_deploying(env, pull.head_sha) and not settings_changed:
             return env
-        self.core.intake.request_deploy(
-            branch,
-            app.name,
-            sha=pull.head_sha,
-            requested_by=actor or pull.author,
-            source=SOURCE,
-            context=self._context(app, pull),
-        )
+        block = self._block(pull)
+        try:
+            self.core.intake.request_deploy(
+                branch,
+                app.name,
+                sha=pull.head_sha,
+                requested_by=actor or pull.author,
+                source=SOURCE,
+                context=self._context(app, pull),
+                block=block,
+            )
+        except RequestError as exc:  # a setting of the description that cannot be taken
+            log.warning("deploy of %s refused: %s", env, exc)
+            if self.forge is not None:
+                self._reply(
+                    pull.repository,
+                    pull.number,
+                    answer(
+                        pull.author,
+                        f"{exc}. Fix the revieee block of the description: editing it deploys "
+                        "again.",
+                    ),
+                )
         return env
+
+    def _block(self, pull: PullInfo) -> dict[str, str] | None:
+        """The settings of the pull request's description (its fenced revieee block), None
+        when it has none or is a fork's: a fork's author configures nothing of ours. Lines
+        that are not KEY=VALUE are answered on the pull request, and left out."""
+        if pull.fork:
+            return None
+        block, problems = envsettings.block_of(pull.body)
+        if problems and self.forge is not None:
+            listed = "; ".join(problems[:5])
+            self._reply(
+                pull.repository,
+                pull.number,
+                answer(
+                    pull.author,
+                    f"the revieee block of the description has lines I skipped: {listed}",
+                ),
+            )
+        return block
+
+    def _settings_changed(self, env: str, pull: PullInfo) -> bool:
+        """Whether the description's revieee block says other than what the environment has
+        from it."""
+        if pull.fork:
+            return False
+        block = envsettings.block_of(pull.body)[0] or {}
+        row = self.store.get_env(env) or {}
+        current = {
+            k: s.value
+            for k, s in envsettings.load(row.get("settings")).items()
+            if s.source == envsettings.PULL_REQUEST
+        }
+        return block != current
 
     @staticmethod
     def _context(app: AppConfig, pull: PullInfo) -> dict[str, Any]:
@@ -263,6 +318,14 @@ class GitHubEvents:
                     done.append(self._deploy_pull(app, pull, pull.author))
                 else:
                     why.append(f"{env} does not exist")
+            elif action == "edited":
+                # a new description: its revieee block may change the environment's settings
+                if "body" not in (payload.get("changes") or {}) or not self._live(env):
+                    why.append(f"pull_request edited: nothing for {env}")
+                elif not self._settings_changed(env, pull):
+                    why.append(f"the revieee block of the description did not change {env}")
+                else:
+                    done.append(self._deploy_pull(app, pull, pull.author, settings_changed=True))
             elif action in ("labeled", "unlabeled"):
                 label = (payload.get("label") or {}).get("name")
                 if label != app.label or app.pull_requests != "label":

@@ -79,6 +79,7 @@ class PullInfo:
     state: str
     draft: bool
     labels: tuple[str, ...]
+    body: str = ""  # the description (its ```revieee block: bot/envsettings.py)
 
 
 class Forge(Protocol):
@@ -260,6 +261,7 @@ class GitHubForge:
                 state=pr.state,
                 draft=bool(pr.draft),
                 labels=tuple(label.name for label in pr.labels),
+                body=pr.body or "",
             )
         except Exception as exc:
             raise _error(f"pull request {repository}#{number}", exc) from exc

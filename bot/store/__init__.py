@@ -18,6 +18,7 @@ the rest of revieee uses; it is made of a mixin per aggregate over the shared co
 - ``usage``: usage intervals (costs) and periodic jobs' claimed periods
 - ``orphans``: AWS resources left without an environment
 - ``stats``: counts for ``/metrics``
+- ``task_runs``: the one-off tasks of environments (on_create, release, on_stop)
 
 Only what this module exports is for use outside the package.
 """
@@ -35,6 +36,7 @@ from bot.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from bot.store.operations import Operation, Operations
 from bot.store.orphans import Orphans
 from bot.store.stats import Stats
+from bot.store.task_runs import TaskRuns
 from bot.store.usage import Usage
 
 __all__ = [
@@ -59,6 +61,7 @@ class Store(
     Usage,
     Orphans,
     Stats,
+    TaskRuns,
     Connection,
 ):
     """Thread-safe access to the database file at ``path``: every table's methods."""

@@ -332,6 +332,35 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_10(db: sqlite_utils.Database) -> None:
+    # per-environment settings (JSON {KEY: {value, source, by}}), whether the environment's
+    # on_create tasks have run in its present life (reset when it stops), and every one-off
+    # task (on_create, release, on_stop) revieee started: found again after a crash
+    db.table("environments").add_column("settings", str)
+    db.table("environments").add_column("setup_done", int)
+    db.table("task_runs").create(
+        {
+            "id": int,
+            "env": str,
+            "operation_id": int,
+            "name": str,
+            "moment": str,
+            "service": str,
+            "task_arn": str,
+            "status": str,  # starting, running, succeeded, failed
+            "exit_code": int,
+            "seconds": float,
+            "reason": str,
+            "lines": str,  # JSON: the last lines of its log
+            "started_at": str,
+            "ended_at": str,
+        },
+        pk="id",
+        not_null={"env", "operation_id", "name", "moment", "status", "started_at"},
+    )
+    db.conn.execute("create index task_runs_operation on task_runs (operation_id, moment, name)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -342,5 +371,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
