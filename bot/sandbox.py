@@ -210,8 +210,29 @@ def image_manifest(repository: str, tag: str) -> str:
 
 
 def template_task_definition(
-    ecs: Any, family: str, container: str, port: int, execution_role: str = EXECUTION_ROLE_ARN
+    ecs: Any,
+    family: str,
+    container: str,
+    port: int,
+    execution_role: str = EXECUTION_ROLE_ARN,
+    log_group: str | None = None,
 ) -> str:
+    """Register a template task definition (one Fargate container); ``log_group``: its
+    container logs there with the awslogs driver."""
+    logging_ = (
+        {
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group,
+                    "awslogs-region": REGION,
+                    "awslogs-stream-prefix": family,
+                },
+            }
+        }
+        if log_group
+        else {}
+    )
     return str(
         ecs.register_task_definition(
             family=family,
@@ -228,6 +249,7 @@ def template_task_definition(
                     "essential": True,
                     "portMappings": [{"containerPort": port, "protocol": "tcp"}],
                     "environment": [{"name": "LOG_LEVEL", "value": "info"}],
+                    **logging_,
                 }
             ],
         )["taskDefinition"]["taskDefinitionArn"]
@@ -241,10 +263,15 @@ SERVICES = {
 }
 
 
-def seed(clients: AwsClients, branches: Mapping[str, list[str]] | None = None) -> Seeded:
+def seed(
+    clients: AwsClients,
+    branches: Mapping[str, list[str]] | None = None,
+    log_group: str | None = None,
+) -> Seeded:
     """Create network, cluster, namespace, template task definitions, ECR repositories and
     images. ``branches`` maps a service to the branches that have an image (default: web has
-    ``main`` and ``feature/checkout``, api only ``main``)."""
+    ``main`` and ``feature/checkout``, api only ``main``); ``log_group``: create it, and the
+    templates' containers log there (awslogs)."""
     ec2 = clients.ec2
     vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
@@ -262,8 +289,10 @@ def seed(clients: AwsClients, branches: Mapping[str, list[str]] | None = None) -
         if n["Name"] == NAMESPACE
     )
     branches = branches or {"web": ["main", "feature/checkout"], "api": ["main"]}
+    if log_group:
+        clients.logs.create_log_group(logGroupName=log_group)
     for service, (_repo, family, container, port, ecr_repo) in SERVICES.items():
-        template_task_definition(clients.ecs, family, container, port)
+        template_task_definition(clients.ecs, family, container, port, log_group=log_group)
         clients.ecr.create_repository(repositoryName=ecr_repo)
         for branch in branches.get(service, []):
             tag_branch = branch.replace("/", "-")
@@ -316,12 +345,17 @@ def config_toml(data: Mapping[str, Any]) -> str:
     """A configuration mapping (as :func:`sandbox_config` makes it) as revieee.toml text, for
     the tests and benchmarks that run revieee as a real process."""
     lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if key != "apps"]
+    tables = ("services", "tasks", "database")
     for app, table in data["apps"].items():
         lines.append(f"[apps.{app}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if k != "services"]
-        for svc, fields in table["services"].items():
-            lines.append(f"[apps.{app}.services.{svc}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in tables]
+        for kind in ("services", "tasks"):
+            for name, fields in (table.get(kind) or {}).items():
+                lines.append(f"[apps.{app}.{kind}.{name}]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
+        if table.get("database"):
+            lines.append(f"[apps.{app}.database]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table["database"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -39,12 +39,60 @@ named:
   Fargate service quotas"). A task over it is not placed: the service says "was unable to
   place a task ... You've reached the limit on the number of vCPUs you can run concurrently"
   and ECS tries again later (aws/containers-roadmap#1305 for the wording).
+
+One-off tasks (``RunTask``/``StopTask``) are the model's too; moto never sees them. What the
+command does is a *program* of :attr:`Ecs.programs` (a :class:`Run` in, an :class:`Outcome`
+out), looked up by the whole command, then by its first word; none: exit 0 after 0.3 s. Rules:
+
+- ``RunTask`` (ECS API reference, RunTask): the cluster must exist and be ACTIVE
+  (``ClusterNotFoundException: Cluster not found.``); the task definition (ARN,
+  ``family:revision``, or ``family``: its latest ACTIVE revision) must exist (``ClientException:
+  TaskDefinition not found.``, the wording ECS gives for a missing one: Cloud-CV/EvalAI#2419,
+  remind101/empire#353) and be ACTIVE ("TaskDefinition is inactive", an
+  ``InvalidParameterException`` on RunTask: DefangLabs/defang#775); ``awsvpc`` needs
+  ``networkConfiguration.awsvpcConfiguration`` with a subnet; ``count`` is at most 10 ("Task
+  count can not be greater than 10": artilleryio/artillery#595); ``launchType`` and
+  ``capacityProviderStrategy`` exclude each other ("Specifying both a launch type and capacity
+  provider strategy is not supported. Remove one and try again.":
+  terraform-linters/tflint-ruleset-aws#349), the strategy's providers must be the cluster's, and
+  with neither (and no default strategy on the cluster) the task would run on EC2 instances the
+  cluster does not have ("No Container Instances were found in your cluster."); a Fargate task
+  needs a task definition compatible with FARGATE; each ``containerOverrides[].name`` must be a
+  container of the task definition ("Override for container named django is not a container in
+  the TaskDefinition.": azavea/django-ecsmanage#21); "A total of 8192 characters are allowed for
+  overrides. This limit includes the JSON formatting characters of the override structure."
+  (counted as boto3 sends it: ``json.dumps``; the answer is "Container Overrides length must be
+  at most 8192": convox/rack#1906); ``startedBy`` "Up to 128 letters (uppercase and lowercase),
+  numbers, hyphens (-), forward slash (/), and underscores (_) are allowed"; ``clientToken`` "Up
+  to 64 ASCII characters are allowed", and a second RunTask with the same token starts nothing
+  and answers what the first one did. A task over the Fargate vCPU quota is not started: a
+  ``failures`` entry "You've reached the limit on the number of vCPUs you can run concurrently".
+- A one-off task's ``group`` is ``family:<family>`` unless RunTask named one (API reference,
+  RunTask, ``group``); its life is a service task's until RUNNING; then the command runs for
+  the outcome's seconds and the task stops with ``stopCode: EssentialContainerExited``,
+  "Essential container in task exited" and the container's exit code (API reference, Task,
+  ``stopCode``); the other containers are stopped by ECS with SIGTERM (exit code 143).
+- Logs (developer guide, "Using the awslogs log driver"): the stream of a container is
+  ``prefix-name/container-name/ecs-task-id``; a log group that does not exist (without
+  ``awslogs-create-group: "true"``) fails the task on Fargate: ``ResourceInitializationError:
+  failed to validate logger args: ... The specified log group does not exist.`` (developer
+  guide, "Troubleshoot Amazon ECS ResourceInitializationError errors";
+  doctorray117/minecraft-ondemand#12). Lines are written when the task stops, each its own event
+  (empty lines dropped, as Docker's awslogs driver drops them).
+- ``StopTask`` (API reference, StopTask): the task gets ``stopCode: UserInitiated`` and the
+  reason (default "Task stopped by user"), a running container SIGTERM's exit code 143; an
+  unknown task: ``InvalidParameterException: The referenced task was not found.``. A service's
+  task stopped so is replaced by the service scheduler.
+- ``ListTasks``/``DescribeTasks``: a stopped task stays listed for an hour (API reference,
+  ListTasks: "Recently stopped tasks might appear in the returned results").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import logging
 import math
 import random
 import re
@@ -75,6 +123,57 @@ MANIFEST_TYPES = (
 )
 STOP_TIME = 0.2  # seconds a stopping task takes to reach STOPPED
 PLACE_RETRY = 5.0  # seconds between two tries to place the tasks a quota kept out
+LISTED_AFTER_STOP = 3600.0  # seconds a stopped task is still listed
+SIGTERM_EXIT = 143  # 128 + 15: a container stopped by ECS's SIGTERM
+STARTED_BY_RE = re.compile(r"^[A-Za-z0-9_/-]{0,128}$")
+VCPU_LIMIT = "You've reached the limit on the number of vCPUs you can run concurrently"
+
+log = logging.getLogger("revieee.strict_aws")
+
+
+@dataclass
+class Run:
+    """What a program is told about a one-off task when it turns RUNNING."""
+
+    task_arn: str
+    task_definition: str  # ARN
+    container: str  # the container whose command was overridden (or the first essential one)
+    command: list[str]  # the override's command, else the container definition's, else []
+    environment: dict[str, str]  # the task definition's, with the override's on top
+    started_by: str | None
+
+
+@dataclass
+class Outcome:
+    """What the command of a one-off task does once RUNNING."""
+
+    exit_code: int = 0
+    seconds: float = 0.3  # how long it runs
+    lines: list[str] = field(default_factory=list)  # what it writes to stdout (its log)
+
+
+Program = Callable[[Run], Outcome]
+
+
+@dataclass
+class OneOff:
+    """What a task started by RunTask has besides a service task's state."""
+
+    cluster_arn: str
+    group: str
+    started_by: str | None
+    overrides: dict[str, Any]
+    container: str
+    command: list[str]
+    environment: dict[str, str]
+    cpu: str | None
+    memory: str | None
+    tags: list[dict[str, str]]
+    log: dict[str, str] | None  # the container's awslogs options, if it logs there
+    finish_at: float | None = None  # when the command ends (set when RUNNING)
+    outcome: Outcome | None = None
+    exit_code: int | None = None  # the container's
+    others_exit: int | None = None  # the other containers'
 
 
 @dataclass
@@ -99,10 +198,15 @@ class Task:
     stopped_reason: str | None = None
     registered: list[str] = field(default_factory=list)  # Cloud Map service ids
     wall: dict[str, float] = field(default_factory=dict)
+    one_off: OneOff | None = None  # a task RunTask started
 
     @property
     def live(self) -> bool:
         return self.stopped_at is None and self.stopping_at is None
+
+    @property
+    def started_by(self) -> str | None:
+        return self.one_off.started_by if self.one_off is not None else self.deployment
 
     def next_event(self) -> float | None:
         if self.stopped_at is not None:
@@ -110,7 +214,7 @@ class Task:
         if self.stopping_at is not None:
             return self.stopping_at + STOP_TIME
         if self.running_at is not None:
-            return None
+            return self.one_off.finish_at if self.one_off is not None else None
         if self.fail:
             return self.launched + self.fail_after
         return self.launched + self.start
@@ -215,6 +319,12 @@ class Ecs:
         # (service, task definition, wall time) of every deployment that COMPLETED (benchmarks:
         # how long after ECS's own "completed" revieee says Ready)
         self.completed: list[tuple[str, str, float]] = []
+        # what the commands of one-off tasks do: by the whole command (joined with spaces),
+        # then by its first word (tests and the demo fill it)
+        self.programs: dict[str, Program] = {}
+        self.runs: list[dict[str, Any]] = []  # the params of every RunTask that started tasks
+        self._one_offs: list[Task] = []
+        self._tokens: dict[tuple[str, str], dict[str, Any]] = {}  # (cluster, clientToken)
 
     def reset(self) -> None:
         with self.lock:
@@ -226,6 +336,10 @@ class Ecs:
             self.refused.clear()
             self.completed.clear()
             self.vcpu_quota = {"FARGATE": 4000.0, "FARGATE_SPOT": 4000.0}
+            self.programs.clear()
+            self.runs.clear()
+            self._one_offs.clear()
+            self._tokens.clear()
 
     # -- time --------------------------------------------------------------------------------
 
@@ -247,6 +361,14 @@ class Ecs:
                 ):
                     svc.unplaced_at = None
                     self._launch(svc, dep, now)
+            while True:  # one-off tasks
+                due = [(t.next_event(), t) for t in self._one_offs]
+                pending = [(at, t) for at, t in due if at is not None and at <= now]
+                if not pending:
+                    break
+                at, task = min(pending, key=lambda p: p[0])  # type: ignore[arg-type,return-value]
+                assert at is not None
+                self._one_off_event(task, at)
 
     def _advance(self, svc: Service, now: float) -> None:
         while True:
@@ -420,12 +542,16 @@ class Ecs:
     def vcpu_in_use(self, provider: str) -> float:
         """vCPUs of the account's live tasks on ``provider`` (FARGATE or FARGATE_SPOT)."""
         total = 0.0
-        for svc in self._services.values():
-            for task in svc.tasks():
-                if task.stopped_at is None and task.capacity_provider == provider:
-                    td = self._task_definition(task.task_definition)
-                    total += (fargate.units(td.get("cpu"), kind="cpu") or 0) / 1024
+        tasks = [t for svc in self._services.values() for t in svc.tasks()] + self._one_offs
+        for task in tasks:
+            if task.stopped_at is None and task.capacity_provider == provider:
+                total += self._vcpu(task)
         return total
+
+    def _vcpu(self, task: Task) -> float:
+        cpu = task.one_off.cpu if task.one_off is not None else None
+        cpu = cpu or self._task_definition(task.task_definition).get("cpu")
+        return (fargate.units(cpu, kind="cpu") or 0) / 1024
 
     def _stop_task(self, svc: Service, task: Task, at: float, reason: str) -> None:
         if not task.live:
@@ -776,7 +902,9 @@ class Ecs:
     # -- tasks -------------------------------------------------------------------------------
 
     def _all_tasks(self) -> list[Task]:
-        return [t for s in self._services.values() for t in s.tasks()] + self._removed
+        return (
+            [t for s in self._services.values() for t in s.tasks()] + self._removed + self._one_offs
+        )
 
     def _before_ListTasks(self, call: Call) -> Answer | None:
         p = call.params
@@ -791,7 +919,7 @@ class Ecs:
             if t.cluster == cluster
             and t.service == p["serviceName"].rsplit("/", 1)[-1]
             and (t.live if wanted == "RUNNING" else not t.live)
-            and (t.stopped_at is None or now - t.stopped_at < 3600)
+            and (t.stopped_at is None or now - t.stopped_at < LISTED_AFTER_STOP)
         ]
         return json_answer({"taskArns": arns})
 
@@ -800,18 +928,22 @@ class Ecs:
         cluster = (p.get("cluster") or "default").rsplit("/", 1)[-1]
         wanted = p.get("desiredStatus", "RUNNING")
         data = answer.json()
+        now = self.clock()
         data["taskArns"] = list(data.get("taskArns", [])) + [
             t.arn
             for t in self._all_tasks()
             if t.cluster == cluster
             and (t.live if wanted == "RUNNING" else not t.live)
-            and p.get("startedBy") in (None, t.deployment)
+            and (t.stopped_at is None or now - t.stopped_at < LISTED_AFTER_STOP)
+            and p.get("startedBy") in (None, t.started_by)
             and p.get("family") in (None, t.task_definition.rsplit("/", 1)[-1].split(":")[0])
         ]
         return json_answer(data)
 
     def _before_DescribeTasks(self, call: Call) -> Answer | None:
-        found, others = self.describe_tasks(list(call.params.get("tasks") or []))
+        found, others = self.describe_tasks(
+            list(call.params.get("tasks") or []), tags="TAGS" in (call.params.get("include") or [])
+        )
         if not others:
             return json_answer({"tasks": found, "failures": []})
         call.rewrite(tasks=others)  # moto describes the others (RunTask's)
@@ -823,7 +955,9 @@ class Ecs:
         data["tasks"] = call.extra.get("found", []) + list(data.get("tasks", []))
         return json_answer(data)
 
-    def describe_tasks(self, arns: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    def describe_tasks(
+        self, arns: list[str], tags: bool = False
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         """(tasks of the model, the arns it does not know)."""
         by_arn = {t.arn: t for t in self._all_tasks()}
         by_id = {t.id: t for t in by_arn.values()}
@@ -834,12 +968,13 @@ class Ecs:
             if task is None:
                 others.append(arn)
             else:
-                found.append(self._task_json(task, now))
+                found.append(self._task_json(task, now, tags))
         return found, others
 
-    def _task_json(self, task: Task, now: float) -> dict[str, Any]:
+    def _task_json(self, task: Task, now: float, tags: bool = False) -> dict[str, Any]:
         td = self._task_definition(task.task_definition)
         status = task.last_status(now)
+        one_off = task.one_off
         containers = []
         for c in td.get("containerDefinitions", []):
             container: dict[str, Any] = {
@@ -849,6 +984,9 @@ class Ecs:
             }
             if task.stop_code == "TaskFailedToStart" and task.fail:
                 container["reason"] = task.fail
+            elif status == "STOPPED" and one_off is not None:
+                main = c["name"] == one_off.container
+                container["exitCode"] = one_off.exit_code if main else one_off.others_exit
             elif status == "STOPPED":
                 container["exitCode"] = 0 if task.running_at is not None else None
             containers.append({k: v for k, v in container.items() if v is not None})
@@ -856,16 +994,16 @@ class Ecs:
             "taskArn": task.arn,
             "clusterArn": task.arn.split(":task/")[0] + f":cluster/{task.cluster}",
             "taskDefinitionArn": task.task_definition,
-            "group": f"service:{task.service}",
-            "startedBy": task.deployment,
+            "group": one_off.group if one_off is not None else f"service:{task.service}",
+            "startedBy": task.started_by,
             "lastStatus": status,
             "desiredStatus": "RUNNING" if task.live else "STOPPED",
             "launchType": "FARGATE",
             "capacityProviderName": task.capacity_provider,
             "createdAt": task.created_wall,
             "containers": containers,
-            "cpu": td.get("cpu"),
-            "memory": td.get("memory"),
+            "cpu": (one_off.cpu if one_off is not None else None) or td.get("cpu"),
+            "memory": (one_off.memory if one_off is not None else None) or td.get("memory"),
             "attachments": [
                 {
                     "type": "ElasticNetworkInterface",
@@ -881,4 +1019,391 @@ class Ecs:
             out["stopCode"] = task.stop_code
         if task.stopped_reason and (status == "STOPPED" or task.stopping_at is not None):
             out["stoppedReason"] = task.stopped_reason
+        if one_off is not None:
+            out["overrides"] = {"containerOverrides": [], **one_off.overrides}
+            if one_off.started_by is None:
+                del out["startedBy"]
+            if tags:
+                out["tags"] = list(one_off.tags)
         return out
+
+    # -- one-off tasks (RunTask, StopTask) ---------------------------------------------------
+
+    def _wall(self, at: float) -> float:
+        """The wall time of the monotonic instant ``at``."""
+        return time.time() - (self.clock() - at)
+
+    def _resolve_task_definition(self, ref: str) -> dict[str, Any] | None:
+        """The task definition ``ref`` names (ARN, ``family:revision``, or ``family``: its
+        latest ACTIVE revision), fresh from moto (its status may have changed), or None."""
+        name = ref.rsplit("/", 1)[-1]
+        if ":" not in name:
+            arns = self.upstream(
+                "ecs", "list_task_definitions", {"familyPrefix": name, "status": "ACTIVE"}
+            )["taskDefinitionArns"]
+            revisions = [
+                int(a.rsplit(":", 1)[-1])
+                for a in arns
+                if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == name
+            ]
+            if not revisions:
+                return None
+            ref = f"{name}:{max(revisions)}"
+        try:
+            td: dict[str, Any] = self.upstream(
+                "ecs", "describe_task_definition", {"taskDefinition": ref}
+            )["taskDefinition"]
+        except Exception:
+            return None
+        self._task_defs[td["taskDefinitionArn"]] = td
+        return td
+
+    def _before_RunTask(self, call: Call) -> Answer:
+        p = call.params
+        cluster_ref = str(p.get("cluster") or "default")
+        cluster_name = cluster_ref.rsplit("/", 1)[-1]
+        clusters = self.upstream("ecs", "describe_clusters", {"clusters": [cluster_ref]})
+        cluster = next((c for c in clusters["clusters"] if c.get("status") == "ACTIVE"), None)
+        if cluster is None:
+            return self._refuse(call, "ClusterNotFoundException", "Cluster not found.")
+        token = p.get("clientToken")
+        if token is not None and (len(token) > 64 or not token.isascii()):
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "clientToken: up to 64 ASCII characters are allowed.",
+            )
+        if token and (cluster_name, token) in self._tokens:  # the same request again
+            first = self._tokens[(cluster_name, token)]
+            now = self.clock()
+            by_arn = {t.arn: t for t in self._one_offs}
+            return json_answer(
+                {
+                    "tasks": [self._task_json(by_arn[a], now) for a in first["tasks"]],
+                    "failures": first["failures"],
+                }
+            )
+        started_by = p.get("startedBy")
+        if started_by is not None and not STARTED_BY_RE.match(started_by):
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "startedBy: up to 128 letters (uppercase and lowercase), numbers, hyphens (-), "
+                "forward slash (/), and underscores (_) are allowed.",
+            )
+        count = int(p.get("count", 1))
+        if count > 10:
+            return self._refuse(
+                call, "InvalidParameterException", "Task count can not be greater than 10"
+            )
+        if count < 1:
+            return self._refuse(call, "InvalidParameterException", "Task count must be at least 1")
+        td = self._resolve_task_definition(str(p.get("taskDefinition") or ""))
+        if td is None:
+            return self._refuse(call, "ClientException", "TaskDefinition not found.")
+        if td.get("status") != "ACTIVE":
+            return self._refuse(call, "InvalidParameterException", "TaskDefinition is inactive")
+        td_arn = td["taskDefinitionArn"]
+        strategy = p.get("capacityProviderStrategy") or []
+        if p.get("launchType") and strategy:
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "Specifying both a launch type and capacity provider strategy is not supported. "
+                "Remove one and try again.",
+            )
+        resolved = dataclasses.replace(call, params={**p, "taskDefinition": td_arn})
+        problem = self._check_strategy(resolved) or self._check_tags(call, p.get("tags"))
+        if problem is not None:
+            return problem
+        if not strategy and not p.get("launchType"):
+            strategy = cluster.get("defaultCapacityProviderStrategy") or []
+        own = cluster.get("capacityProviders") or []
+        if p.get("capacityProviderStrategy") and any(
+            i.get("capacityProvider") not in own for i in strategy
+        ):
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "The specified capacity provider strategy cannot contain a capacity provider "
+                "that is not associated with the cluster. Associate the capacity provider with "
+                "the cluster or specify a valid capacity provider and try again.",
+            )
+        if strategy:
+            provider = str(strategy[0].get("capacityProvider"))
+        else:
+            provider = str(p.get("launchType") or "EC2")  # no launch type: EC2's
+        if provider not in ("FARGATE", "FARGATE_SPOT"):
+            # the cluster has no container instances (the model has no EC2 capacity)
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "No Container Instances were found in your cluster.",
+            )
+        if "FARGATE" not in (td.get("requiresCompatibilities") or td.get("compatibilities") or []):
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "Task definition does not support launch_type FARGATE.",
+            )
+        if td.get("networkMode") == "awsvpc":
+            vpc = (p.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+            if not vpc.get("subnets"):
+                return self._refuse(
+                    call,
+                    "InvalidParameterException",
+                    "Network Configuration must be provided when networkMode 'awsvpc' is "
+                    "specified.",
+                )
+        overrides = p.get("overrides") or {}
+        names = [c["name"] for c in td.get("containerDefinitions", [])]
+        for override in overrides.get("containerOverrides") or []:
+            if override.get("name") not in names:
+                return self._refuse(
+                    call,
+                    "InvalidParameterException",
+                    f"Override for container named {override.get('name')} is not a container "
+                    "in the TaskDefinition.",
+                )
+        if len(json.dumps(overrides)) > 8192:  # as boto3 sends it
+            return self._refuse(
+                call,
+                "InvalidParameterException",
+                "Container Overrides length must be at most 8192",
+            )
+        now = self.clock()
+        tasks: list[Task] = []
+        failures: list[dict[str, str]] = []
+        for _ in range(count):
+            task = self._one_off(p, td, cluster, provider, now)
+            if self.vcpu_in_use(provider) + self._vcpu(task) > self.vcpu_quota.get(
+                provider, float("inf")
+            ):
+                failures.append({"arn": td_arn, "reason": VCPU_LIMIT})
+                continue
+            self._one_offs.append(task)
+            tasks.append(task)
+        if token:
+            self._tokens[(cluster_name, token)] = {
+                "tasks": [t.arn for t in tasks],
+                "failures": failures,
+            }
+        self.runs.append(dict(p))
+        return json_answer(
+            {"tasks": [self._task_json(t, now) for t in tasks], "failures": failures}
+        )
+
+    def _one_off(
+        self,
+        p: dict[str, Any],
+        td: dict[str, Any],
+        cluster: dict[str, Any],
+        provider: str,
+        now: float,
+    ) -> Task:
+        """A new one-off task of RunTask's ``p`` (not placed yet)."""
+        overrides = p.get("overrides") or {}
+        by_name = {o.get("name"): o for o in overrides.get("containerOverrides") or []}
+        definitions = td.get("containerDefinitions", [])
+        chosen = next(
+            (c for c in definitions if by_name.get(c["name"], {}).get("command") is not None),
+            None,
+        ) or next((c for c in definitions if c.get("essential", True)), definitions[0])
+        override = by_name.get(chosen["name"], {})
+        command = override.get("command")
+        if command is None:
+            command = chosen.get("command") or []
+        environment = {e["name"]: e.get("value", "") for e in chosen.get("environment") or []}
+        environment.update(
+            {e["name"]: e.get("value", "") for e in override.get("environment") or []}
+        )
+        logging_ = chosen.get("logConfiguration") or {}
+        arch = ((td.get("runtimePlatform") or {}).get("cpuArchitecture")) or "X86_64"
+        fail = None
+        for container in definitions:
+            fail = fail or self._pull_problem(container.get("image", ""), arch)
+        task_id = uuid.uuid4().hex
+        ip = next(self._ips)
+        cluster_arn = str(cluster["clusterArn"])
+        return Task(
+            arn=f"{cluster_arn.replace(':cluster/', ':task/')}/{task_id}",
+            id=task_id,
+            cluster=str(cluster["clusterName"]),
+            service="",
+            deployment="",
+            task_definition=td["taskDefinitionArn"],
+            launched=now,
+            created_wall=time.time(),
+            start=self.task_start + self._rng.uniform(0, self.task_start_jitter),
+            fail=fail,
+            fail_after=self.pull_failure,
+            capacity_provider=provider,
+            ip=f"10.77.{ip // 250 % 250}.{ip % 250 + 2}",
+            one_off=OneOff(
+                cluster_arn=cluster_arn,
+                group=str(p.get("group") or f"family:{td['family']}"),
+                started_by=p.get("startedBy"),
+                overrides=overrides,
+                container=chosen["name"],
+                command=[str(c) for c in command],
+                environment=environment,
+                cpu=overrides.get("cpu"),
+                memory=overrides.get("memory"),
+                tags=list(p.get("tags") or []),
+                log=dict(logging_.get("options") or {})
+                if logging_.get("logDriver") == "awslogs"
+                else None,
+            ),
+        )
+
+    def _program(self, run: Run) -> Outcome:
+        program = self.programs.get(" ".join(run.command))
+        if program is None and run.command:
+            program = self.programs.get(run.command[0])
+        if program is None:
+            return Outcome()
+        try:
+            return program(run)
+        except Exception as exc:  # a broken program: the command fails, the model goes on
+            log.exception("program for %s failed", run.command)
+            return Outcome(exit_code=1, lines=[f"strict_aws: the program raised {exc!r}"])
+
+    def _one_off_event(self, task: Task, at: float) -> None:
+        one_off = task.one_off
+        assert one_off is not None
+        if task.stopping_at is not None:  # StopTask
+            task.stopped_at = at
+            task.wall["stoppedAt"] = self._wall(at)
+            if task.running_at is not None:
+                one_off.exit_code = one_off.others_exit = SIGTERM_EXIT
+                self._write_log(task, at, cut=True)
+            return
+        if task.running_at is not None:  # the command ended
+            assert one_off.outcome is not None
+            task.stopped_at = at
+            task.stop_code = "EssentialContainerExited"
+            task.stopped_reason = "Essential container in task exited"
+            task.wall["stoppingAt"] = task.wall["stoppedAt"] = self._wall(at)
+            one_off.exit_code = one_off.outcome.exit_code
+            one_off.others_exit = SIGTERM_EXIT
+            self._write_log(task, at)
+            return
+        task.fail = task.fail or self._log_problem(one_off)
+        if task.fail:
+            task.stopped_at = at
+            task.stop_code = "TaskFailedToStart"
+            task.stopped_reason = task.fail
+            task.wall["stoppedAt"] = self._wall(at)
+            return
+        task.running_at = at
+        task.wall["startedAt"] = self._wall(at)
+        outcome = self._program(
+            Run(
+                task_arn=task.arn,
+                task_definition=task.task_definition,
+                container=one_off.container,
+                command=list(one_off.command),
+                environment=dict(one_off.environment),
+                started_by=one_off.started_by,
+            )
+        )
+        one_off.outcome = outcome
+        one_off.finish_at = at + max(0.0, float(outcome.seconds))
+        stream = self._log_stream(task)
+        if stream is not None:
+            try:
+                self.upstream("logs", "create_log_stream", {**stream})
+            except Exception as exc:
+                if "ResourceAlreadyExists" not in str(exc):
+                    log.warning("could not create the log stream %s: %s", stream, exc)
+
+    def _log_stream(self, task: Task) -> dict[str, str] | None:
+        one_off = task.one_off
+        if one_off is None or one_off.log is None:
+            return None
+        prefix = one_off.log.get("awslogs-stream-prefix")
+        name = f"{prefix}/{one_off.container}/{task.id}" if prefix else task.id
+        return {"logGroupName": one_off.log.get("awslogs-group", ""), "logStreamName": name}
+
+    def _log_problem(self, one_off: OneOff) -> str | None:
+        """Why the awslogs driver cannot start (no such log group), or None."""
+        if one_off.log is None:
+            return None
+        group = one_off.log.get("awslogs-group", "")
+        found = self.upstream("logs", "describe_log_groups", {"logGroupNamePrefix": group})
+        if any(g["logGroupName"] == group for g in found.get("logGroups", [])):
+            return None
+        if one_off.log.get("awslogs-create-group") == "true":
+            self.upstream("logs", "create_log_group", {"logGroupName": group})
+            return None
+        return (
+            "ResourceInitializationError: failed to validate logger args: create stream has "
+            "been retried 1 times: failed to create Cloudwatch log stream: "
+            "ResourceNotFoundException: The specified log group does not exist. : exit status 1"
+        )
+
+    def _write_log(self, task: Task, at: float, cut: bool = False) -> None:
+        """The lines the command wrote, one event each, spread over its run; ``cut``: it was
+        stopped at ``at``, before its end: those it wrote by then."""
+        one_off = task.one_off
+        stream = self._log_stream(task)
+        if one_off is None or one_off.outcome is None or stream is None:
+            return  # no awslogs: the lines are lost, as on ECS
+        assert task.running_at is not None
+        lines, seconds = one_off.outcome.lines, max(0.0, one_off.outcome.seconds)
+        ran = at - task.running_at
+        if cut and seconds > 0 and ran < seconds:
+            lines = lines[: int(len(lines) * ran / seconds)]
+        lines = [line for line in lines if line]
+        start = int(self._wall(task.running_at) * 1000)
+        step = seconds * 1000 / max(1, len(lines))
+        events, last = [], start - 1
+        for i, line in enumerate(lines):
+            last = max(last + 1, start + int(i * step))
+            events.append({"timestamp": last, "message": line})
+        for i in range(0, len(events), 1000):
+            try:
+                self.upstream(
+                    "logs", "put_log_events", {**stream, "logEvents": events[i : i + 1000]}
+                )
+            except Exception as exc:
+                log.warning("could not write the log of %s: %s", task.arn, exc)
+                return
+
+    def _before_StopTask(self, call: Call) -> Answer:
+        p = call.params
+        cluster = str(p.get("cluster") or "default").rsplit("/", 1)[-1]
+        ref = str(p.get("task") or "")
+        task = next(
+            (
+                t
+                for t in self._all_tasks()
+                if t.cluster == cluster and (t.arn == ref or t.id == ref.rsplit("/", 1)[-1])
+            ),
+            None,
+        )
+        if task is None:
+            return self._refuse(
+                call, "InvalidParameterException", "The referenced task was not found."
+            )
+        now = self.clock()
+        reason = str(p.get("reason") or "Task stopped by user")
+        if task.live:
+            task.stop_code = "UserInitiated"
+            task.stopped_reason = reason
+            if task.one_off is not None:
+                task.stopping_at = now
+                task.wall["stoppingAt"] = self._wall(now)
+            else:
+                svc = self._services.get((task.cluster, task.service))
+                if svc is not None:
+                    self._stop_task(svc, task, now, reason)
+                    dep = next((d for d in svc.deployments if task in d.tasks), None)
+                    if (
+                        svc.status == "ACTIVE"
+                        and dep is not None
+                        and dep.status == "PRIMARY"
+                        and not dep.halted
+                    ):
+                        self._launch(svc, dep, now)  # the scheduler replaces it
+        return json_answer({"task": self._task_json(task, now)})

@@ -12,7 +12,10 @@ action's resource type, the condition keys the action and resource type support
   resource-creating action, Amazon ECS performs additional authorization on the
   ecs:TagResource action").
 - ``iam:PassRole`` for every role a task definition or service names, with
-  ``iam:PassedToService`` (IAM user guide, "Granting a user permissions to pass a role").
+  ``iam:PassedToService`` (IAM user guide, "Granting a user permissions to pass a role"), and
+  for the task and execution roles of a task RunTask starts, its task definition's or its
+  overrides' (ECS developer guide, "Amazon ECS task execution IAM role" and "Amazon ECS task IAM
+  role": running a task that names a role needs iam:PassRole for it).
 - ``servicediscovery:TagResource`` for a Cloud Map create with tags; Route 53 health-check
   actions for ``DeregisterInstance`` (Cloud Map developer guide, "AWS Cloud Map API permissions
   reference").
@@ -240,6 +243,67 @@ class RequestBuilder:
                 {"ecs:cluster": cluster_arn},
             )
             for t in p.get("tasks") or []
+        ]
+
+    def _ecs_RunTask(self, p: dict[str, Any]) -> list[Request]:
+        # resource type task-definition; condition keys aws:RequestTag/*, aws:ResourceTag/*,
+        # aws:TagKeys, ecs:capacity-provider, ecs:cluster, ecs:enable-execute-command,
+        # ecs:task-cpu, ecs:task-memory (Service Authorization Reference, ECS, RunTask)
+        cluster, cluster_arn = self._cluster(p)
+        td_arn = self._task_definition_arn(str(p.get("taskDefinition") or ""))
+        try:
+            td = self.upstream("ecs", "describe_task_definition", {"taskDefinition": td_arn})[
+                "taskDefinition"
+            ]
+        except Exception:
+            td = {}
+        tags = {t["key"]: t["value"] for t in p.get("tags") or []}
+        context: dict[str, Any] = {
+            "ecs:cluster": cluster_arn,
+            **self._resource_tags(self._ecs_tags(td_arn)),
+            **self._request_tags(tags),
+        }
+        strategy = p.get("capacityProviderStrategy") or []
+        if strategy:  # ArrayOfARN; the first provider's (one request context per call)
+            provider = str(strategy[0].get("capacityProvider", ""))
+            context["ecs:capacity-provider"] = [self.arn("ecs", f"capacity-provider/{provider}")]
+        overrides = p.get("overrides") or {}
+        for key, name in (("cpu", "ecs:task-cpu"), ("memory", "ecs:task-memory")):
+            if overrides.get(key):
+                context[name] = str(overrides[key])
+        if "enableExecuteCommand" in p:
+            context["ecs:enable-execute-command"] = str(bool(p["enableExecuteCommand"])).lower()
+        out = [Request("ecs:RunTask", td_arn, context)]
+        if tags:
+            # the task's id is not known yet: a stand-in id of the same shape
+            task = self.arn("ecs", f"task/{cluster}/{uuid.uuid4().hex}")
+            out.append(
+                Request(
+                    "ecs:TagResource",
+                    task,
+                    {**self._request_tags(tags), "ecs:CreateAction": "RunTask"},
+                )
+            )
+        return out + self._pass_roles(
+            [
+                td.get("taskRoleArn"),
+                td.get("executionRoleArn"),
+                overrides.get("taskRoleArn"),
+                overrides.get("executionRoleArn"),
+            ]
+        )
+
+    def _ecs_StopTask(self, p: dict[str, Any]) -> list[Request]:
+        # resource type task: arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/
+        # ${TaskId}; condition key ecs:cluster (Service Authorization Reference, ECS, StopTask)
+        cluster, cluster_arn = self._cluster(p)
+        task = str(p.get("task") or "").rsplit("/", 1)[-1]
+        return [
+            Request(
+                "ecs:StopTask",
+                self.arn("ecs", f"task/{cluster}/{task}"),
+                {"ecs:cluster": cluster_arn},
+            )
         ]
 
     def _ecs_DescribeClusters(self, p: dict[str, Any]) -> list[Request]:
