@@ -36,8 +36,8 @@ CREDENTIAL_VALUES = (
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
 )
 FENCE_RE = re.compile(
-    r"^[ \t]{0,3}(```|~~~)[ \t]*revieee[ \t]*\r?\n(.*?)^[ \t]{0,3}\1[ \t]*$", re.M | re.S
-)
+    r"^[ \t]{0,3}(```|~~~)[ \t]*revieee[ \t\r]*\n(.*?)^[ \t]{0,3}\1[ \t\r]*$", re.M | re.S
+)  # GitHub keeps a description's \r\n line ends
 PULL_REQUEST = "pull request"  # the source of a setting from a pull request's description
 
 

@@ -851,3 +851,85 @@ def test_capacity_strategies_ecs_refuses_are_config_errors(value: str, fragment:
 def test_capacity_limits_apply_to_the_environment_variable_too() -> None:
     error = error_of(minimal(), {"REVIEEE_CAPACITY_PROVIDER_STRATEGY": "FARGATE:0"})
     assert_names_key(error, "capacity_provider_strategy", "weight above 0")
+
+
+# --- lifecycle tasks, the database, secret keys ------------------------------------------------
+
+
+def with_tasks(**tasks: Any) -> dict[str, Any]:
+    data = two_services()
+    data["apps"]["shop"]["tasks"] = tasks
+    return data
+
+
+def test_lifecycle_tasks_and_database_are_parsed() -> None:
+    data = with_tasks(
+        migrate={"when": "release", "command": "bin/rails db:migrate", "timeout": "15m"},
+        seed={"when": "on_create", "service": "api", "command": ["seed", "--all"]},
+    )
+    data["apps"]["shop"]["database"] = {"url": "postgres://review@db:5432/{name}"}
+    app = settings_from_mapping(data, {}).apps["shop"]
+    migrate, seed = app.tasks
+    assert (migrate.service, migrate.command, migrate.timeout) == (
+        "web",  # the public service (here: the first)
+        ("bin/rails", "db:migrate"),
+        900.0,
+    )
+    assert seed.service == "api" and seed.command == ("seed", "--all") and seed.timeout == 600.0
+    assert app.tasks_at("release") == (migrate,) and app.tasks_at("on_stop") == ()
+    assert migrate.label == "release task migrate" and seed.label == "on create task seed"
+    assert app.database is not None and app.database.name == "{env}"
+
+
+@pytest.mark.parametrize(
+    ("tasks", "key", "fragment"),
+    [
+        ({"m": {"when": "later", "command": ["x"]}}, "apps.shop.tasks.m.when", "must be one of"),
+        ({"m": {"when": "release"}}, "apps.shop.tasks.m.command", "is missing"),
+        ({"m": {"when": "release", "command": []}}, "apps.shop.tasks.m.command", "non-empty"),
+        ({"m": {"when": "release", "command": "a 'b"}}, "apps.shop.tasks.m.command", "split"),
+        (
+            {"m": {"when": "release", "command": ["x"], "service": "db"}},
+            "apps.shop.tasks.m.service",
+            "its services: web, api",
+        ),
+        ({"Migrate": {"when": "release", "command": ["x"]}}, "apps.shop.tasks.Migrate", "1-30"),
+        (
+            {"m": {"when": "release", "command": ["x"], "timeout": "9h"}},
+            "apps.shop.tasks.m.timeout",
+            "1s to 8h",
+        ),
+        (
+            {"m": {"when": "release", "command": ["x"], "comand": ["y"]}},
+            "apps.shop.tasks.m.comand",
+            "did you mean 'command'",
+        ),
+    ],
+)
+def test_wrong_lifecycle_task(tasks: dict[str, Any], key: str, fragment: str) -> None:
+    assert_names_key(error_of(with_tasks(**tasks)), key, fragment)
+
+
+@pytest.mark.parametrize(
+    ("database", "key", "fragment"),
+    [
+        ({"url": "postgres://review:hunter2@db:5432/{name}"}, "url", "has a password in it"),
+        ({"url": "postgres://db/{database}"}, "url", "unknown placeholder {database}"),
+        ({"name": "{branch}"}, "name", "unknown placeholder {branch}"),
+        ({"password": "x"}, "password", "unknown key"),
+    ],
+)
+def test_wrong_database(database: dict[str, Any], key: str, fragment: str) -> None:
+    data = minimal()
+    data["apps"]["shop"]["database"] = database
+    assert_names_key(error_of(data), f"apps.shop.database.{key}", fragment)
+
+
+def test_secret_keys_come_from_the_file_or_a_variable() -> None:
+    data = minimal()
+    data["secret_keys"] = ["*secret*", "DSN"]
+    assert settings_from_mapping(data, {}).secret_keys == ("*SECRET*", "DSN")
+    from_env = settings_from_mapping(minimal(), {"REVIEEE_SECRET_KEYS": "*PASS*,*TOKEN*"})
+    assert from_env.secret_keys == ("*PASS*", "*TOKEN*")
+    data["secret_keys"] = ["no spaces"]
+    assert_names_key(error_of(data), "secret_keys", "patterns")

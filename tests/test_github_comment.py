@@ -37,3 +37,23 @@ def test_slack_ids_are_not_shown_as_github_users() -> None:
 def test_a_long_failure_is_cut() -> None:
     body = pr_comment(replace(PHASES["failed"], reason="x" * 70_000))
     assert len(body) < 4000 and "x…" in body  # GitHub's limit is 65,536 characters
+
+
+def test_a_failed_release_task_shows_its_exit_code_and_last_lines() -> None:
+    from bot.phases import TaskView
+
+    tasks = (
+        TaskView("create-db", "on_create", "succeeded", 0, 3.2, None, ("CREATE DATABASE x",)),
+        TaskView(
+            "migrate", "release", "failed", 1, 4.0, None, ("Applying 0003...", "ERROR: ```|@x")
+        ),
+    )
+    view = replace(PHASES["failed"], tasks=tasks, settings=(("FLAG", "on"),), serving=True)
+    body = pr_comment(view)
+    path = GOLDEN / "comment-failed-release.md"
+    if os.environ.get("REVIEEE_UPDATE_GOLDEN") == "1":
+        path.write_text(body)
+    assert body == path.read_text()
+    assert "| **Release task** | `migrate`: exit code 1 after 4s |" in body
+    assert "| **On create task** | `create-db`: exit code 0 after 3.2s |" in body
+    assert "````\nApplying 0003...\nERROR: ```|@x\n````" in body  # a fence it cannot close

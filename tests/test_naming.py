@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bot.naming import (
     HASH_LEN,
     MAX_LABEL,
+    database_name,
     dns_label,
     ecs_service_name,
     env_name,
@@ -299,3 +300,23 @@ def test_apps_that_are_prefixes_of_each_other_do_not_collide() -> None:
 
 def test_bare_hash_branch_does_not_collide_with_emoji_branch() -> None:
     assert dns_label("🚀") != dns_label(short_hash("🚀"))
+
+
+@pytest.mark.parametrize(
+    ("template", "env", "expected"),
+    [
+        ("{env}", "shop-feature-checkout-s7gghvic", "shop_feature_checkout_s7gghvic"),
+        ("review_{app}_{env}", "shop-x", "review_shop_shop_x"),
+        ("{env}", "9lives-x", "db_9lives_x"),
+        ("Review.{env}!", "shop-a", "review_shop_a"),
+    ],
+)
+def test_database_names_need_no_quoting(template: str, env: str, expected: str) -> None:
+    assert database_name(template, "shop", env) == expected
+
+
+def test_a_long_database_name_keeps_a_hash_of_the_whole() -> None:
+    a = database_name("{env}", "shop", "shop-" + "a" * 70 + "-one")
+    b = database_name("{env}", "shop", "shop-" + "a" * 70 + "-two")
+    assert len(a) == len(b) == 63 and a != b
+    assert re.fullmatch(r"[a-z0-9_]+", a)

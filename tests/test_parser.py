@@ -38,6 +38,11 @@ VALID: list[tuple[str, Command]] = [
     ("deploy 'my branch with spaces'", Deploy("my branch with spaces")),
     ('deploy "feature/café ünïcode" --app web', Deploy("feature/café ünïcode", app="web")),
     ("deploy fix\\ bug", Deploy("fix bug")),
+    (
+        'deploy x --set A=1 --set "B=two words" --set=C=a=b --unset D',
+        Deploy("x", set=("A=1", "B=two words", "C=a=b"), unset=("D",)),
+    ),
+    ("deploy x --set EMPTY=", Deploy("x", set=("EMPTY=",))),
     ("deploy fix#12", Deploy("fix#12")),
     ("  deploy   my-branch  ", Deploy("my-branch")),
     ("DEPLOY Main", Deploy("Main")),  # the verb is case-insensitive, the branch is not
@@ -152,6 +157,10 @@ INVALID: list[tuple[str, str, str | None]] = [
     ('deploy "unbalanced', "cannot read that command: No closing quotation", None),
     ("deploy x\\", "cannot read that command", None),
     ("help nosuch", "no help for 'nosuch': there is no such command", None),
+    ("deploy x --set A", "--set takes KEY=VALUE (got 'A')", "deploy"),
+    ("deploy x --set =1", "--set takes KEY=VALUE", "deploy"),
+    ("deploy x --set", "--set needs a value", "deploy"),
+    ("deploy x --unset A=1", "--unset takes a KEY alone", "deploy"),
 ]
 
 
