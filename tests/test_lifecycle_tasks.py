@@ -353,3 +353,53 @@ def test_on_create_runs_once_across_a_crash(
     ]
     env = store.get_env(ENV)
     assert env is not None and env["status"] == "running" and env["setup_done"] == 1
+
+
+def test_check_names_a_task_container_the_template_lacks(
+    seeded: Seeded, aws: AwsClients, tmp_path: Path
+) -> None:
+    from bot.app import build
+    from bot.config import settings_from_mapping
+
+    data = sandbox_config(seeded, str(tmp_path / "revieee.db"))
+    data["apps"]["shop"]["tasks"] = {
+        "migrate": {"when": "release", "service": "api", "container": "worker", "command": "x"}
+    }
+    runtime = build(settings_from_mapping(data, environ={}), clients=aws)
+    try:
+        problems = runtime.engine.check()
+    finally:
+        runtime.close()
+    assert problems == [
+        "apps.shop.tasks.migrate.container: template shop-api has no container 'worker' "
+        "(it has: api)"
+    ]
+
+
+def test_the_templates_secrets_reach_the_environment_as_references_only(
+    make_rig: MakeRig, admin: AwsClients, programs: Programs, strict: StrictAws
+) -> None:
+    """The database password is the template's ``secrets`` entry: copied as a reference into
+    every revision, never a value revieee sees, says or logs."""
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:review-db-AbCdEf"
+    td = admin.ecs.describe_task_definition(taskDefinition="shop-web")["taskDefinition"]
+    container = {
+        **td["containerDefinitions"][0],
+        "secrets": [{"name": "DATABASE_PASSWORD", "valueFrom": secret}],
+    }
+    admin.ecs.register_task_definition(
+        family="shop-web",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        executionRoleArn=td["executionRoleArn"],
+        containerDefinitions=[container],
+    )
+    rig = lifecycle_rig(make_rig)
+    assert deploy(rig)["status"] == "running"
+    ours = admin.ecs.describe_task_definition(taskDefinition=task_family(ENV, "web"))
+    [web] = ours["taskDefinition"]["containerDefinitions"]
+    assert web["secrets"] == [{"name": "DATABASE_PASSWORD", "valueFrom": secret}]
+    assert "DATABASE_PASSWORD" not in {e["name"] for e in web["environment"]}
+    assert "DATABASE_PASSWORD" not in programs.named("migrate")[0].environment  # ECS's to inject

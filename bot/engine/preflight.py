@@ -65,6 +65,14 @@ class Preflight(EngineBase):
                             f"no container {svc.container!r} (it has: "
                             f"{', '.join(names)})"
                         )
+                    for task in app.tasks:
+                        wanted = task.container or svc.container
+                        if task.service == svc.name and wanted not in names:
+                            problems.append(
+                                f"apps.{app.name}.tasks.{task.name}.container: template "
+                                f"{svc.task_definition} has no container {wanted!r} (it "
+                                f"has: {', '.join(names)})"
+                            )
                 except (ClientError, BotoCoreError) as exc:
                     problems.append(
                         f"{key}.task_definition: template "
