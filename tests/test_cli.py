@@ -65,6 +65,15 @@ def test_demo_runs_the_whole_flow_with_no_aws_account(tmp_path: Path) -> None:
     assert f"[updating ECS service {ENV}-web]" in out  # the redeploy
     assert f"deleted Cloud Map service web.{ENV}" in out
     assert f"ECS service {ENV}-web was already gone" in out
+    # the database per environment: created and seeded once, migrated before each version
+    # takes traffic (the second commit's migration too), dropped before the stop
+    db = ENV.replace("-", "_")
+    assert out.count("[on create task create-db] exit code 0 after") == 1
+    assert out.count("[release task migrate] exit code 0 after") == 2
+    assert f"| CREATE DATABASE {db}" in out and "| Applying 0003_checkout_v2... OK" in out
+    assert out.index("[release task migrate]") < out.index(f"[creating ECS service {ENV}-web]")
+    assert out.index("[on stop task drop-db]") < out.index(f"[deleting ECS service {ENV}-web]")
+    assert "CHECKOUT_V2=on  (from cli by demo-user)" in out
     assert "demo finished: every step worked" in out
     assert not list(tmp_path.iterdir())  # left nothing behind in the working directory
 
