@@ -165,6 +165,8 @@ class AppConfig:
     stop_after_close: float = 0.0  # seconds between a PR's close and its environment's stop
     tasks: tuple[TaskConfig, ...] = ()
     database: DatabaseConfig | None = None
+    max_environments: int = 0  # environments the app may have at once (0: no limit)
+    max_environments_per_person: int = 0  # ... of one person (0: no limit)
 
     def tasks_at(self, when: str) -> tuple[TaskConfig, ...]:
         """The lifecycle tasks of moment ``when``, in the configuration's order."""
@@ -681,6 +683,12 @@ APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "label": (_str, False, 'label = "revieee"'),
     "deploy_drafts": (_bool, False, "deploy_drafts = false"),
     "stop_after_close": (lambda k, v: _delay(k, v), False, 'stop_after_close = "2h"'),
+    "max_environments": (_int(0, 100_000), False, "max_environments = 20   # 0: no limit"),
+    "max_environments_per_person": (
+        _int(0, 10_000),
+        False,
+        "max_environments_per_person = 3   # 0: no limit",
+    ),
 }
 SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {
     "repository": (_str, True, 'repository = "acme/shop-web"'),

@@ -15,7 +15,7 @@ from typing import Any
 from bot import envsettings
 from bot.authz import Authorizer, Caller, Decision
 from bot.container_logs import ContainerLogs, logs_summary, services_to_read
-from bot.core import Core, RequestError
+from bot.core import Core, OverQuota, RequestError
 from bot.cost import money
 from bot.engine import EngineError
 from bot.store import Operation
@@ -55,8 +55,18 @@ def run(cmd: Command, core: Core, caller: Caller, authz: Authorizer | None = Non
     without user groups) allows it."""
     try:
         return _run(cmd, core, caller, authz or Authorizer(core.settings))
+    except OverQuota as exc:  # the environments to stop: a chat shows buttons for them
+        return Reply(str(exc), ok=False, data={"over_quota": exc.envs})
     except RequestError as exc:
         return Reply(str(exc), ok=False)
+
+
+def _exempt(core: Core, caller: Caller, authz: Authorizer, app: str | None) -> bool:
+    """Whether the caller's deploy skips the app's environment limits (admins, the terminal)."""
+    try:
+        return authz.exempt_from_quotas(caller, core.settings.app(app))
+    except KeyError:
+        return False  # an unknown app: the request itself says so
 
 
 def _refused(core: Core, caller: Caller, verb: str, env: str, decision: Decision) -> Reply:
@@ -88,6 +98,7 @@ def _run(cmd: Command, core: Core, caller: Caller, authz: Authorizer) -> Reply:
                 context=caller.context,
                 set_=dict(envsettings.parse_assignment(a) for a in cmd.set),
                 unset=cmd.unset,
+                exempt=_exempt(core, caller, authz, app),
             )
             text = (
                 f"queued deploy of {branch} as {req.env} ({req.url}), operation {req.operation.id}"

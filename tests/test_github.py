@@ -61,7 +61,7 @@ def make(
     ) -> SlackRig:
         config = sandbox_config(seeded, str(tmp_path / f"revieee-{len(rigs)}.db"))
         config["apps"]["shop"]["services"]["web"]["repository"] = REPO
-        config["apps"]["shop"].update(pull_requests="label", label="bug", **(app or {}))
+        config["apps"]["shop"].update({"pull_requests": "label", "label": "bug", **(app or {})})
         if not rigs:  # a second rig of a test (another configuration) finds it there
             push_image(admin.ecr, "shop-web", f"changes-{HEAD_SHA[:7]}")
         env = environ or {"GITHUB_TOKEN": "ghp_test"}
@@ -565,3 +565,23 @@ def test_branch_names_follow_git_check_ref_format(name: str, ok: bool) -> None:
     from bot.github.forge import is_branch_name
 
     assert is_branch_name(name) is ok
+
+
+def test_a_pull_request_over_the_apps_quota_gets_a_comment_instead(
+    make: Make, gh: FakeGitHub
+) -> None:
+    rig = make(app={"pull_requests": "all", "max_environments": 1})
+    store = rig.runtime.store
+    store.upsert_env(  # another pull request's environment, running
+        "shop-other", app="shop", branch="other", status="running", owner="hubot",
+        url="https://shop-other.review.example.test",
+    )  # fmt: skip
+    opened = json.loads((FIXTURES / "pull_request/opened.payload.json").read_text())
+    assert rig.github("pull_request", json.dumps(opened).encode()).status == 202
+    rig.settle()
+    assert store.operations() == [] and store.get_env(ENV) is None
+    gh.wait_for(lambda: bool(gh.comments))
+    (reply,) = gh.comments.values()
+    assert "shop has 1 environment(s) of shop running" in reply["body"]
+    assert "shop-other (running)" in reply["body"]
+    assert "Stop one of them (`/revieee stop ENV`)" in reply["body"]

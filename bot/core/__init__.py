@@ -14,13 +14,22 @@ from dataclasses import dataclass
 from bot.config import Settings
 from bot.core.execution import Executor
 from bot.core.intake import Accepted, Intake
-from bot.core.queries import Queries, RequestError
+from bot.core.queries import OverQuota, Queries, RequestError
 from bot.engine import CommitResolver, Engine
 from bot.engine.images import ImageBuilder
 from bot.events import Bus
 from bot.store import Store
 
-__all__ = ["Accepted", "Core", "Executor", "Intake", "Queries", "RequestError", "build_core"]
+__all__ = [
+    "Accepted",
+    "Core",
+    "Executor",
+    "Intake",
+    "OverQuota",
+    "Queries",
+    "RequestError",
+    "build_core",
+]
 
 
 @dataclass

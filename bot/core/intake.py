@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import envsettings
-from bot.config import Settings
-from bot.core.queries import Queries, RequestError
+from bot.config import AppConfig, Settings
+from bot.core.queries import OverQuota, Queries, RequestError
 from bot.events import BatchUpdate, Bus, EnvStatus, Requested
 from bot.naming import env_name
 from bot.store import Operation, Store
@@ -53,13 +53,16 @@ class Intake:
         set_: Mapping[str, str] | None = None,
         unset: Iterable[str] = (),
         block: Mapping[str, str] | None = None,
+        exempt: bool = False,
     ) -> Accepted:
         """Persist a deploy of ``branch``; the environment is created or redeployed.
 
         ``context`` (e.g. the Slack channel and response URL) travels with the operation.
         ``set_``/``unset`` change the environment's own settings, ``block`` replaces those a
         pull request's description gave it (bot/envsettings.py); a setting that cannot be
-        taken refuses the whole request (:class:`RequestError`), nothing changed."""
+        taken refuses the whole request (:class:`RequestError`), nothing changed. A new
+        environment over the app's ``max_environments`` or ``max_environments_per_person``
+        is refused (:class:`OverQuota`), unless ``exempt`` (admins, the terminal)."""
         try:
             app_cfg = self.settings.app(app)
         except KeyError as exc:
@@ -71,6 +74,8 @@ class Intake:
         url = self.settings.url_for(app_cfg.name, name, branch)
         existing = self.store.get_env(name)
         fresh = existing is None or existing["status"] == EnvStatus.STOPPED
+        if fresh and not exempt:
+            self._within_quota(app_cfg, requested_by)
         fields: dict[str, Any] = {
             "app": app_cfg.name,
             "branch": branch,
@@ -122,6 +127,30 @@ class Intake:
             )
         self._enqueued(op)
         return Accepted(op, name, url, superseded, ", ".join(changed))
+
+    def _within_quota(self, app: AppConfig, who: str | None) -> None:
+        """Raise :class:`OverQuota` when a new environment of ``app`` for ``who`` would be one
+        too many (what is not stopped counts: a sleeping or failed one holds its place)."""
+        limits: list[tuple[int, str | None, str]] = [
+            (app.max_environments, None, "max_environments")
+        ]
+        if who:
+            limits.append((app.max_environments_per_person, who, "max_environments_per_person"))
+        for limit, owner, key in limits:
+            if not limit:
+                continue
+            count = self.store.count_envs(app=app.name, owner=owner)
+            if count < limit:
+                continue
+            oldest = self.store.list_envs(app=app.name, owner=owner)[::-1][:5]
+            whose = "you have" if owner else f"{app.name} has"
+            names = ", ".join(f"{r['name']} ({r['status']})" for r in oldest)
+            raise OverQuota(
+                f"not deployed: {whose} {count} environment(s) of {app.name} running, the most "
+                f"{'one person may have' if owner else 'it may have'} ({key} = {limit}); "
+                f"stop one first (the oldest: {names})",
+                oldest,
+            )
 
     def request_stop(
         self,

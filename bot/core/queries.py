@@ -22,6 +22,15 @@ class RequestError(Exception):
     """A request that cannot be accepted (unknown app or environment...): said to the user."""
 
 
+class OverQuota(RequestError):
+    """A deploy of a new environment over the app's ``max_environments`` (or one person's
+    share of it): ``envs`` are the environments a stop would make room with, oldest first."""
+
+    def __init__(self, message: str, envs: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.envs = envs
+
+
 @dataclass(frozen=True)
 class EnvPage(Sequence[dict[str, Any]]):
     """A page of a listing: its rows, which page it is (from 1), the page size (0: one page of

@@ -37,7 +37,7 @@ from bot import envsettings
 from bot.authz import Authorizer, Caller
 from bot.config import AppConfig, Settings
 from bot.container_logs import ContainerLogs
-from bot.core import Core, RequestError
+from bot.core import Core, OverQuota, RequestError
 from bot.github.forge import (
     Forge,
     GitHubError,
@@ -218,19 +218,17 @@ class GitHubEvents:
                 source=SOURCE,
                 context=self._context(app, pull),
                 block=block,
+                exempt=self.authz.exempt_from_quotas(Caller(actor or pull.author, SOURCE), app),
             )
-        except RequestError as exc:  # a setting of the description that cannot be taken
+        except RequestError as exc:  # over the app's quota, or a setting that cannot be taken
             log.warning("deploy of %s refused: %s", env, exc)
+            then = (
+                "Stop one of them (`/revieee stop ENV`), then comment `/revieee deploy` here."
+                if isinstance(exc, OverQuota)
+                else "Fix the revieee block of the description: editing it deploys again."
+            )
             if self.forge is not None:
-                self._reply(
-                    pull.repository,
-                    pull.number,
-                    answer(
-                        pull.author,
-                        f"{exc}. Fix the revieee block of the description: editing it deploys "
-                        "again.",
-                    ),
-                )
+                self._reply(pull.repository, pull.number, answer(pull.author, f"{exc}. {then}"))
         return env
 
     def _block(self, pull: PullInfo) -> dict[str, str] | None:

@@ -475,3 +475,26 @@ def orphan_message(result: SweepResult) -> tuple[str, Blocks]:
         )
     )
     return headline, blocks
+
+
+def over_quota_blocks(said: str, envs: Sequence[dict[str, Any]], now: datetime) -> Blocks:
+    """A deploy refused for the app's ``max_environments``: why, then each environment a stop
+    would make room with (oldest first), with its Stop button (the same gate as every Stop)."""
+    blocks: Blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f":no_entry: {text(said, 2000)}"}}
+    ]
+    for row in envs:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _truncate(_env_line(row, now))},
+                "accessory": _button(
+                    "Stop",
+                    ACTION_STOP,
+                    row["name"],
+                    style="danger",
+                    confirm=_stop_confirm(row["name"]),
+                ),
+            }
+        )
+    return blocks

@@ -39,6 +39,7 @@ from bot.slack.blocks import (
     ACTION_WAKE,
     home_view,
     list_blocks,
+    over_quota_blocks,
 )
 from bot.slack.notifier import (
     MAX_REPLY,
@@ -129,6 +130,10 @@ def _command(ctx: SlackContext) -> Callable[..., None]:
             return
         caller = _caller(ctx, user, _str_at(body, "channel_id"), _str_at(body, "response_url"))
         reply = run(cmd, ctx.core, caller, ctx.authz)
+        if reply.data.get("over_quota"):
+            blocks = over_quota_blocks(reply.text, reply.data["over_quota"], ctx.clock())
+            ack(response_type="ephemeral", text=mrkdwn.text(reply.text, MAX_REPLY), blocks=blocks)
+            return
         if isinstance(cmd, List) and reply.ok:
             text, blocks = _list_message(cmd, reply, ctx.clock())
             ack(response_type="ephemeral", text=text, blocks=blocks)
