@@ -585,3 +585,21 @@ def test_a_pull_request_over_the_apps_quota_gets_a_comment_instead(
     assert "shop has 1 environment(s) of shop running" in reply["body"]
     assert "shop-other (running)" in reply["body"]
     assert "Stop one of them (`/revieee stop ENV`)" in reply["body"]
+
+
+def test_bad_lines_of_the_description_block_are_answered_once(make: Make, gh: FakeGitHub) -> None:
+    rig = make(app={"pull_requests": "all"})
+    opened = json.loads((FIXTURES / "pull_request/opened.payload.json").read_text())
+    opened["pull_request"]["body"] = "```revieee\nFLAG=on\nnonsense here\n```"
+    assert rig.github("pull_request", json.dumps(opened).encode()).status == 202
+    rig.settle()
+    env = rig.runtime.store.get_env(ENV)
+    assert env is not None and env["status"] == "running" and '"FLAG"' in env["settings"]
+    gh.wait_for(lambda: any("lines I skipped" in c["body"] for c in gh.comments.values()))
+    sync = json.loads((FIXTURES / "pull_request/synchronize.payload.json").read_text())
+    sync["pull_request"]["body"] = opened["pull_request"]["body"]
+    rig.github("pull_request", json.dumps(sync).encode())
+    rig.settle()
+    skipped = [c for c in gh.comments.values() if "lines I skipped" in c["body"]]
+    assert len(skipped) == 1  # not again on every push
+    assert "'nonsense here' is not KEY=VALUE" in skipped[0]["body"]

@@ -202,13 +202,20 @@ class GitHubEvents:
         return env
 
     def _deploy_pull(
-        self, app: AppConfig, pull: PullInfo, actor: str | None, settings_changed: bool = False
+        self,
+        app: AppConfig,
+        pull: PullInfo,
+        actor: str | None,
+        settings_changed: bool = False,
+        tell: bool = False,
     ) -> str:
+        """Deploy the pull request's head with its description's settings; ``tell``: answer
+        the block's bad lines on the pull request (when it was just opened or edited)."""
         branch = branch_of(pull)
         env = self._link(app, pull)
         if self._already_deploying(env, pull.head_sha) and not settings_changed:
             return env
-        block = self._block(pull)
+        block = self._block(pull, tell=settings_changed or tell)
         try:
             self.core.intake.request_deploy(
                 branch,
@@ -231,14 +238,15 @@ class GitHubEvents:
                 self._reply(pull.repository, pull.number, answer(pull.author, f"{exc}. {then}"))
         return env
 
-    def _block(self, pull: PullInfo) -> dict[str, str] | None:
+    def _block(self, pull: PullInfo, tell: bool) -> dict[str, str] | None:
         """The settings of the pull request's description (its fenced revieee block), None
         when it has none or is a fork's: a fork's author configures nothing of ours. Lines
-        that are not KEY=VALUE are answered on the pull request, and left out."""
+        that are not KEY=VALUE are left out, and (``tell``: the description was just written,
+        not on every push) answered on the pull request."""
         if pull.fork:
             return None
         block, problems = envsettings.block_of(pull.body)
-        if problems and self.forge is not None:
+        if problems and tell and self.forge is not None:
             listed = "; ".join(problems[:5])
             self._reply(
                 pull.repository,
@@ -303,7 +311,7 @@ class GitHubEvents:
                     if pull.fork:
                         self._link(app, pull)  # so a maintainer's comment finds it
                     continue
-                done.append(self._deploy_pull(app, pull, pull.author))
+                done.append(self._deploy_pull(app, pull, pull.author, tell=action == "opened"))
             elif action == "synchronize":
                 if pull.fork:
                     self._link(app, pull)  # its new head, recorded; a maintainer decides
