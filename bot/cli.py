@@ -40,6 +40,9 @@ EXTRA = {
     "Slack (and GitHub) front doors and /healthz; the worker pool in a child process",
     "worker": "worker\nrun queued operations (and resume interrupted ones) until stopped",
     "demo": "demo\nrun the whole flow against the built-in AWS sandbox (no AWS account needed)",
+    "proxy-config": "proxy-config --revieee-url URL [--resolver IP]\n"
+    "print the reverse proxy's nginx configuration for the apps of revieee.toml: each app's "
+    "public service at its port, and wake on visit through revieee at URL",
     "gc-images": "gc-images [--dry-run]\n"
     "delete untagged images in the ECR repositories revieee builds into, except those an "
     "environment runs",
@@ -124,6 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if words[1:] not in ([], ["--dry-run"]):
                 raise UsageError(extra_usage("gc-images"))
             return _gc_images(load_settings(args.config), dry_run=len(words) > 1)
+        if verb == "proxy-config":
+            url, resolver = _proxy_options(words[1:])
+            from bot.proxyconf import VPC_RESOLVER, nginx_config
+
+            try:
+                text = nginx_config(load_settings(args.config), url, resolver or VPC_RESOLVER)
+            except ValueError as exc:
+                raise UsageError(f"{exc}\n{extra_usage('proxy-config')}") from None
+            print(text, end="")
+            return 0
         if verb == "check":
             permissions, role = _check_options(words[1:])
             return _check(load_settings(args.config), permissions, role)
@@ -143,6 +156,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     return _run_verb(settings, command)
+
+
+def _proxy_options(words: list[str]) -> tuple[str, str | None]:
+    """``--revieee-url URL [--resolver IP]`` (either as ``--flag=value`` too)."""
+    found: dict[str, str] = {}
+    rest = iter(words)
+    for word in rest:
+        name, eq, value = word.partition("=")
+        if name not in ("--revieee-url", "--resolver"):
+            raise UsageError(extra_usage("proxy-config"))
+        value = value if eq else next(rest, "")
+        if not value:
+            raise UsageError(f"{name} needs a value\n{extra_usage('proxy-config')}")
+        found[name] = value
+    if "--revieee-url" not in found:
+        raise UsageError(f"--revieee-url is required\n{extra_usage('proxy-config')}")
+    return found["--revieee-url"], found.get("--resolver")
 
 
 def _run_verb(settings: Settings, command: Command) -> int:

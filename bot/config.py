@@ -34,6 +34,7 @@ SECRET_VARIABLES = (
     "GITHUB_WEBHOOK_SECRET",
     "GITHUB_APP_PRIVATE_KEY",
     "GITHUB_APP_ID",  # not a secret, but a credential: from the environment, like the key
+    "REVIEEE_PROXY_SECRET",  # the reverse proxy's, for wake on visit (bot/visit.py)
 )
 CAPACITY_PROVIDERS = ("FARGATE_SPOT", "FARGATE")
 CAPACITY_MAX_WEIGHT = 1000
@@ -1036,6 +1037,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
         "REVIEEE_SLACK_API_URL",
         "REVIEEE_GITHUB_API_URL",
         "REVIEEE_WORKER_EVENTS_FD",  # set by serve for its worker process (bot/workerproc.py)
+        "REVIEEE_PROXY_SECRET",  # a secret (Secrets), not a setting
     }
     out = {}
     for var, value in environ.items():

@@ -1,7 +1,8 @@
 """``revieee serve``: one process, a production WSGI server (waitress), the operation pool.
 
 Routes: ``POST /slack/events`` (slash commands, events, interactivity), ``POST /github/webhook``
-(when ``GITHUB_WEBHOOK_SECRET`` is set), ``GET /healthz``.
+(when ``GITHUB_WEBHOOK_SECRET`` is set), ``GET /_revieee/visit`` (when ``REVIEEE_PROXY_SECRET``
+is set: wake on visit, bot/visit.py), ``GET /healthz``.
 Slack requests are signature-checked here, in constant time, before Bolt sees them: forged,
 stale, unsigned or replayed requests get 401, signed bodies that are not what Slack sends 400,
 bodies without a usable ``Content-Length`` 411 or 400 and bodies over the limit 413.
@@ -45,6 +46,8 @@ from bot.slack.announcer import SlackAnnouncer
 from bot.slack.listeners import SlackContext, register
 from bot.slack.notifier import SlackNotifier
 from bot.sweeper import Sweeper
+from bot.visit import PATH as VISIT_PATH
+from bot.visit import Visits
 from bot.workerproc import WorkerProcess
 
 log = logging.getLogger("revieee.server")
@@ -520,6 +523,11 @@ def build_serving(
         lifecycle=lifecycle,
     )
     _wire_github(serving, runtime, secrets, notifier)
+    proxy_secret = secrets.get("REVIEEE_PROXY_SECRET")
+    if proxy_secret:  # wake on visit: the reverse proxy's requests (bot/visit.py)
+        serving.app.routes[("GET", VISIT_PATH)] = Visits(
+            runtime.store, runtime.core, proxy_secret, notifier.permalink
+        )
     return serving
 
 

@@ -27,6 +27,7 @@ TOKEN = "xoxb-test-token"
 TEAM = "T0REVIEEE"
 CHANNEL = "C0REVIEW"
 WEBHOOK_SECRET = "test-webhook-secret"
+PROXY_SECRET = "test-proxy-secret"  # the reverse proxy's (wake on visit)
 
 
 @dataclass
@@ -293,6 +294,7 @@ def start_rig(runtime: Runtime, fake: FakeSlack) -> SlackRig:
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "REVIEEE_PROXY_SECRET": PROXY_SECRET,
         }
     )
     # one reply worker: replies run in order, so a test can wait for them (``drain``)

@@ -217,3 +217,18 @@ def test_failed_deploy_exits_1_with_the_reason(
     )
     assert result.returncode == 1
     assert "no image shop-web:ghost-branch-<sha7> for any commit" in result.stderr
+
+
+def test_proxy_config_prints_the_proxys_nginx_configuration(write_config: WriteConfig) -> None:
+    config = str(write_config())
+    done = revieee("--config", config, "proxy-config", "--revieee-url", "https://revieee.x.test")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# made by `revieee proxy-config`")
+    assert '"~^shop-" "web";' in done.stdout and "resolver 169.254.169.253" in done.stdout
+    again = revieee("--config", config, "proxy-config", "--revieee-url=http://10.0.0.5:8080",
+                    "--resolver", "10.0.0.2")  # fmt: skip
+    assert "resolver 10.0.0.2 valid=10s" in again.stdout
+    assert '"http://10.0.0.5:8080/_revieee/visit"' in again.stdout
+    for bad in ([], ["--revieee-url"], ["--revieee-url", "revieee.x.test"], ["--port", "1"]):
+        refused = revieee("--config", config, "proxy-config", *bad)
+        assert refused.returncode == 2 and "proxy-config" in refused.stderr + refused.stdout

@@ -158,4 +158,5 @@ class Stack:
             resolved = self._ref(name)
             return ",".join(resolved) if isinstance(resolved, list) else str(resolved)
 
-        return re.sub(r"\$\{([^}!]+)\}", one, text)
+        # ``${!Literal}`` is written as ``${Literal}`` (Fn::Sub reference)
+        return re.sub(r"\$\{([^}!]+)\}", one, text).replace("${!", "${")
