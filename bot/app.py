@@ -58,7 +58,14 @@ def build(
     store = Store(settings.database)
     engine = Engine(clients, settings)
     bus = Bus()
-    core = build_core(settings, store, engine, bus, commits or forge)
+    core = build_core(
+        settings,
+        store,
+        engine,
+        bus,
+        commits or forge,
+        routing_secret=secrets.get("REVIEEE_PROXY_SECRET"),
+    )
 
     def ended(op: Operation) -> None:  # a batch's summary follows its operations
         if op.batch is not None:

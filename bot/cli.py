@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Secrets, load_settings
@@ -40,9 +42,15 @@ EXTRA = {
     "Slack (and GitHub) front doors and /healthz; the worker pool in a child process",
     "worker": "worker\nrun queued operations (and resume interrupted ones) until stopped",
     "demo": "demo\nrun the whole flow against the built-in AWS sandbox (no AWS account needed)",
-    "proxy-config": "proxy-config --revieee-url URL [--resolver IP]\n"
-    "print the reverse proxy's nginx configuration for the apps of revieee.toml: each app's "
-    "public service at its port, and wake on visit through revieee at URL",
+    "proxy-config": "proxy-config --revieee-url URL [--resolver IP] [--namespace NAME] "
+    "[--out FILE]\n"
+    "print (or write to FILE) the reverse proxy's nginx configuration for the apps of "
+    "revieee.toml: each app's public service at its port, token-protected apps asking revieee "
+    "at URL, and wake on visit through it; NAME: the Cloud Map namespace's name when "
+    "revieee.toml names it by id",
+    "bypass-token": "bypass-token APP\n"
+    "print the token automation sends in the X-Revieee-Token header to open any environment "
+    'of APP (access = "token"); made from REVIEEE_PROXY_SECRET',
     "gc-images": "gc-images [--dry-run]\n"
     "delete untagged images in the ECR repositories revieee builds into, except those an "
     "environment runs",
@@ -128,15 +136,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(extra_usage("gc-images"))
             return _gc_images(load_settings(args.config), dry_run=len(words) > 1)
         if verb == "proxy-config":
-            url, resolver = _proxy_options(words[1:])
+            found = _proxy_options(words[1:])
             from bot.proxyconf import VPC_RESOLVER, nginx_config
 
             try:
-                text = nginx_config(load_settings(args.config), url, resolver or VPC_RESOLVER)
+                text = nginx_config(
+                    load_settings(args.config),
+                    found["--revieee-url"],
+                    found.get("--resolver") or VPC_RESOLVER,
+                    namespace=found.get("--namespace"),
+                )
             except ValueError as exc:
                 raise UsageError(f"{exc}\n{extra_usage('proxy-config')}") from None
-            print(text, end="")
+            if found.get("--out"):
+                Path(found["--out"]).write_text(text)
+            else:
+                print(text, end="")
             return 0
+        if verb == "bypass-token":
+            return _bypass_token(words[1:], load_settings(args.config))
         if verb == "check":
             permissions, role = _check_options(words[1:])
             return _check(load_settings(args.config), permissions, role)
@@ -158,13 +176,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_verb(settings, command)
 
 
-def _proxy_options(words: list[str]) -> tuple[str, str | None]:
-    """``--revieee-url URL [--resolver IP]`` (either as ``--flag=value`` too)."""
+def _bypass_token(words: list[str], settings: Settings) -> int:
+    from bot.access import bypass_token
+
+    if len(words) != 1 or words[0] not in settings.apps:
+        apps = ", ".join(sorted(settings.apps))
+        raise UsageError(f"{extra_usage('bypass-token')}\nAPP: one of {apps}")
+    secret = os.environ.get("REVIEEE_PROXY_SECRET", "")
+    if not secret:
+        raise UsageError("bypass-token needs REVIEEE_PROXY_SECRET in the environment")
+    if settings.apps[words[0]].access != "token":
+        print(f'note: app {words[0]} is not access = "token"', file=sys.stderr)
+    print(bypass_token(secret, words[0]))
+    return 0
+
+
+def _proxy_options(words: list[str]) -> dict[str, str]:
+    """``--revieee-url URL [--resolver IP] [--namespace NAME] [--out FILE]`` (each as
+    ``--flag=value`` too)."""
     found: dict[str, str] = {}
     rest = iter(words)
     for word in rest:
         name, eq, value = word.partition("=")
-        if name not in ("--revieee-url", "--resolver"):
+        if name not in ("--revieee-url", "--resolver", "--namespace", "--out"):
             raise UsageError(extra_usage("proxy-config"))
         value = value if eq else next(rest, "")
         if not value:
@@ -172,7 +206,7 @@ def _proxy_options(words: list[str]) -> tuple[str, str | None]:
         found[name] = value
     if "--revieee-url" not in found:
         raise UsageError(f"--revieee-url is required\n{extra_usage('proxy-config')}")
-    return found["--revieee-url"], found.get("--resolver")
+    return found
 
 
 def _run_verb(settings: Settings, command: Command) -> int:

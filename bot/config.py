@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ SECRET_KEYS = (
     "*APIKEY*",
 )
 URL_PLACEHOLDERS = {"env", "domain", "app", "branch"}
+ACCESS_MODES = ("public", "sso", "token")
 
 
 def render(template: str, **values: str) -> str:
@@ -168,6 +170,9 @@ class AppConfig:
     database: DatabaseConfig | None = None
     max_environments: int = 0  # environments the app may have at once (0: no limit)
     max_environments_per_person: int = 0  # ... of one person (0: no limit)
+    # who may open its environments' URLs: anyone, people signed in at the load balancer
+    # (sso), holders of the environment's secret link or the bypass header (token)
+    access: str = "public"
 
     def tasks_at(self, when: str) -> tuple[TaskConfig, ...]:
         """The lifecycle tasks of moment ``when``, in the configuration's order."""
@@ -197,6 +202,7 @@ class Settings:
     domain: str
     assign_public_ip: bool = False
     url_template: str = "https://{env}.{domain}"
+    oauth_callback_url: str = ""  # the OAuth broker's (bot/broker.py); "": auth.<domain>
     capacity_provider_strategy: tuple[CapacityProvider, ...] = (CapacityProvider("FARGATE_SPOT"),)
     default_app: str | None = None
     default_channel: str | None = None
@@ -259,6 +265,11 @@ class Settings:
     @property
     def app_names(self) -> str:
         return ", ".join(sorted(self.apps))
+
+    @property
+    def oauth_callback(self) -> str:
+        """The one redirect URI registered with OAuth providers (the broker's)."""
+        return self.oauth_callback_url or f"https://auth.{self.domain}/callback"
 
     def url_for(self, app: str, env: str, branch: str) -> str:
         return render(self.url_template, env=env, domain=self.domain, app=app, branch=branch)
@@ -599,6 +610,17 @@ def _capacity(key: str, value: Any) -> tuple[CapacityProvider, ...]:
     return tuple(providers)
 
 
+def _https_url(key: str, value: Any) -> str:
+    parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme != "https" or not parts.hostname or parts.query:
+        raise ConfigError(
+            key,
+            f"must be an https:// URL without a query (got {value!r})",
+            f'{key} = "https://auth.review.example.com/callback"',
+        )
+    return str(value)
+
+
 def _choice(*choices: str) -> Parser:
     def parse(key: str, value: Any) -> str:
         if value not in choices:
@@ -624,6 +646,11 @@ GLOBAL_KEYS: dict[str, tuple[Parser, bool, str]] = {
         _template(URL_PLACEHOLDERS, 'url_template = "https://{env}.{domain}"'),
         False,
         'url_template = "https://{env}.{domain}"',
+    ),
+    "oauth_callback_url": (
+        _https_url,
+        False,
+        'oauth_callback_url = "https://auth.review.example.com/callback"',
     ),
     "capacity_provider_strategy": (_capacity, False, 'capacity_provider_strategy = "FARGATE_SPOT"'),
     "default_app": (_str, False, 'default_app = "web"'),
@@ -689,6 +716,11 @@ APP_KEYS: dict[str, tuple[Parser, bool, str]] = {
         _int(0, 10_000),
         False,
         "max_environments_per_person = 3   # 0: no limit",
+    ),
+    "access": (
+        _choice(*ACCESS_MODES),
+        False,
+        'access = "token"   # public | sso | token',
     ),
 }
 SERVICE_KEYS: dict[str, tuple[Parser, bool, str]] = {

@@ -82,6 +82,7 @@ class DeployView:
     pinned: bool = False
     tasks: tuple[TaskView, ...] = ()  # the operation's lifecycle tasks, in the order they ran
     settings: tuple[tuple[str, str], ...] = ()  # the environment's own KEY=VALUE settings
+    access: str = "public"  # its app's (bot/access.py)
 
 
 def _parse(stamp: str | None) -> datetime | None:
@@ -104,6 +105,7 @@ def view_of(
     return DeployView(
         env=op.env,
         app=op.app,
+        access=settings.apps[op.app].access if op.app in settings.apps else "public",
         branch=op.branch,
         url=env.get("url") or settings.url_for(op.app, op.env, op.branch),
         phase=phase,

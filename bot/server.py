@@ -1,8 +1,10 @@
 """``revieee serve``: one process, a production WSGI server (waitress), the operation pool.
 
 Routes: ``POST /slack/events`` (slash commands, events, interactivity), ``POST /github/webhook``
-(when ``GITHUB_WEBHOOK_SECRET`` is set), ``GET /_revieee/visit`` (when ``REVIEEE_PROXY_SECRET``
-is set: wake on visit, bot/visit.py), ``GET /healthz``.
+(when ``GITHUB_WEBHOOK_SECRET`` is set), ``GET /healthz``; when ``REVIEEE_PROXY_SECRET`` is
+set, the reverse proxy's ``GET /_revieee/visit`` (wake on visit, bot/visit.py) and
+``/_revieee/auth``, ``/_revieee/token``, ``/_revieee/denied`` (protected previews,
+bot/access.py), and the OAuth broker's ``GET /callback`` (bot/broker.py).
 Slack requests are signature-checked here, in constant time, before Bolt sees them: forged,
 stale, unsigned or replayed requests get 401, signed bodies that are not what Slack sends 400,
 bodies without a usable ``Content-Length`` 411 or 400 and bodies over the limit 413.
@@ -26,11 +28,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.access import Gate, Links
 from bot.app import Runtime
+from bot.broker import Broker
 from bot.config import ConfigError, Secrets
 from bot.events import Requested
 from bot.github.events import GitHubEvents
@@ -524,9 +528,19 @@ def build_serving(
     )
     _wire_github(serving, runtime, secrets, notifier)
     proxy_secret = secrets.get("REVIEEE_PROXY_SECRET")
-    if proxy_secret:  # wake on visit: the reverse proxy's requests (bot/visit.py)
-        serving.app.routes[("GET", VISIT_PATH)] = Visits(
+    if proxy_secret:  # the reverse proxy's requests and the OAuth callback
+        routes = serving.app.routes
+        # wake on visit (bot/visit.py)
+        routes[("GET", VISIT_PATH)] = Visits(
             runtime.store, runtime.core, proxy_secret, notifier.permalink
+        )
+        # protected previews (bot/access.py): the proxy asks; Slack messages carry the links
+        gate = Gate(runtime.settings, runtime.store, proxy_secret, notifier.permalink)
+        routes.update(gate.routes())
+        notifier.secret_link = Links(runtime.settings, runtime.store, proxy_secret).link
+        # one OAuth callback for every preview (bot/broker.py)
+        routes[("GET", urlsplit(runtime.settings.oauth_callback).path or "/")] = Broker(
+            runtime.store, proxy_secret
         )
     return serving
 

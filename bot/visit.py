@@ -23,7 +23,6 @@ from __future__ import annotations
 import hmac
 import html
 import logging
-import re
 import statistics
 import threading
 from collections.abc import Callable, Iterable
@@ -32,19 +31,14 @@ from typing import Any
 
 from bot.core import Core, RequestError
 from bot.events import EnvStatus
+from bot.pages import ENV_HEADER, ENV_RE, SECRET_HEADER, StartResponse, page
 from bot.store import Store
 from bot.text import span
 
 log = logging.getLogger("revieee.visit")
 
 PATH = "/_revieee/visit"
-SECRET_HEADER = "HTTP_X_REVIEEE_PROXY_SECRET"
-ENV_HEADER = "HTTP_X_REVIEEE_ENV"
-REFRESH = 5  # seconds between two reloads of a waiting page
-ENV_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SOURCE = "visit"
-
-StartResponse = Callable[..., Any]
 
 
 class Visits:
@@ -66,17 +60,17 @@ class Visits:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         given = environ.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
-            return _page(start_response, "401 Unauthorized", "Not for you", "<p>Unauthorized.</p>")
+            return page(start_response, "401 Unauthorized", "Not for you", "<p>Unauthorized.</p>")
         env = environ.get(ENV_HEADER, "")
         if not ENV_RE.fullmatch(env):
-            return _page(start_response, "400 Bad Request", "Bad request", "<p>No environment.</p>")
+            return page(start_response, "400 Bad Request", "Bad request", "<p>No environment.</p>")
         return self.visit(env, start_response)
 
     def visit(self, env: str, start_response: StartResponse) -> Iterable[bytes]:
         row = self.store.get_env(env)
         name = html.escape(env)
         if row is None:
-            return _page(
+            return page(
                 start_response,
                 "404 Not Found",
                 "No such review environment",
@@ -90,7 +84,7 @@ class Visits:
             asked = self._wake(row)
             took = self._usual_start(env)
             said = "It was asleep; it is waking up" if asked else "It is waking up"
-            return _page(
+            return page(
                 start_response,
                 "503 Service Unavailable",
                 f"Waking up {env}",
@@ -99,7 +93,7 @@ class Visits:
                 refresh=True,
             )
         if status in (EnvStatus.QUEUED, EnvStatus.DEPLOYING, EnvStatus.RUNNING):
-            return _page(
+            return page(
                 start_response,
                 "503 Service Unavailable",
                 f"Starting {env}",
@@ -113,14 +107,14 @@ class Visits:
             else ""
         )
         if status in (EnvStatus.STOPPED, EnvStatus.STOPPING):
-            return _page(
+            return page(
                 start_response,
                 "410 Gone",
                 f"{env} is stopped",
                 f"<p>This review environment is stopped: deploy it again with "
                 f"<code>/revieee deploy {branch}</code>.{where}</p>{about}",
             )
-        return _page(
+        return page(
             start_response,
             "503 Service Unavailable",
             f"{env} is not running",
@@ -151,27 +145,3 @@ class Visits:
         if not took:
             return "about a minute"
         return f"about {span(round(statistics.median(t.total_seconds() for t in took)))}"
-
-
-def _page(
-    start_response: StartResponse, status: str, title: str, body: str, refresh: bool = False
-) -> Iterable[bytes]:
-    meta = f'<meta http-equiv="refresh" content="{REFRESH}">' if refresh else ""
-    page = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"{meta}<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;"
-        "padding:0 1em;line-height:1.5;color:#222}code{background:#f3f3f3;padding:0 .2em}"
-        "</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}<p><small>revieee</small></p></body></html>"
-    ).encode()
-    headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Content-Length", str(len(page))),
-        ("Cache-Control", "no-store"),
-    ]
-    if refresh:
-        headers.append(("Retry-After", str(REFRESH)))
-    start_response(status, headers)
-    return [page]

@@ -20,7 +20,7 @@ import pytest
 
 from bot.app import Runtime, build
 from bot.aws import AwsClients, build_clients
-from bot.config import Settings, settings_from_mapping
+from bot.config import Secrets, Settings, settings_from_mapping
 from bot.sandbox import (
     Seeded,
     StrictSandbox,
@@ -33,7 +33,7 @@ from bot.sandbox import (
 from bot.strict_aws import Rules, StrictAws
 from bot.strict_aws.iam import NodeEvaluator, RoleAuthorizer
 from tests.fake_slack import FakeSlack
-from tests.slack_rig import SlackRig, start_rig
+from tests.slack_rig import PROXY_SECRET, SlackRig, start_rig
 from tests.strict_aws import ensure_evaluator
 from tests.strict_aws.stack import ROLE_ARN, Stack
 
@@ -175,7 +175,9 @@ def make_rig(seeded: Seeded, aws: AwsClients, fake: FakeSlack, tmp_path: Any) ->
         config = sandbox_config(seeded, str(tmp_path / "revieee.db"), **overrides)
         config["apps"]["shop"].update(app or {})
         settings: Settings = settings_from_mapping(config, environ={})
-        rig = start_rig(build(settings, clients=clients or aws), fake)
+        # the proxy's secret, as serve has it: environments get their OAuth keys (bot/broker.py)
+        secrets = Secrets.from_environ({"REVIEEE_PROXY_SECRET": PROXY_SECRET})
+        rig = start_rig(build(settings, secrets, clients=clients or aws), fake)
         rigs.append(rig)
         return rig
 

@@ -7,10 +7,9 @@ nginx whose upstream cannot be resolved (no task registered), to revieee."""
 
 from __future__ import annotations
 
-import http.client
-import shutil
+import os
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from bot.proxyconf import nginx_config
 from bot.sandbox import free_port
 from bot.visit import PATH
 from tests.conftest import MakeRig
+from tests.nginx_run import NGINX, check, get, running
 from tests.slack_rig import PROXY_SECRET, SlackRig
 
 BRANCH = "feature/checkout"
@@ -109,11 +109,6 @@ def test_the_configuration_routes_each_app_to_its_public_service(make_rig: MakeR
         nginx_config(rig.runtime.settings, "revieee.internal")
 
 
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
-)
-
-
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: nginx-light)")
 def test_a_real_nginx_sends_a_visit_of_a_sleeping_environment_to_revieee(
     make_rig: MakeRig, tmp_path: Path
@@ -128,84 +123,79 @@ def test_a_real_nginx_sends_a_visit_of_a_sleeping_environment_to_revieee(
         resolver=f"127.0.0.1:{dead_dns}",
         secret=PROXY_SECRET,  # what the nginx image's start fills in from its environment
         resolver_timeout="1s",
-    ).replace("listen 80 default_server;", f"listen 127.0.0.1:{(port := free_port())};")
-    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "proxy.conf").write_text(conf)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\n"
-        "events {}\nhttp {\n  access_log off;\n"
-        + "".join(
-            f"  {n}_temp_path {tmp_path}/{n};\n"
-            for n in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        + f"  include {tmp_path}/proxy.conf;\n}}\n"
+        cache_dir=str(tmp_path / "cache"),
     )
-    args = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
-    checked = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
-    assert checked.returncode == 0, checked.stderr
-    nginx = subprocess.Popen([*args, "-g", "daemon off;"], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                status, _ = _get(port, "/__proxy_health", "anything")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        assert status == 200
-        status, page = _get(port, "/cart?x=1", f"{ENV}.review.example.test")
+    with running(conf, tmp_path) as port:
+        status, page, _ = get(port, "/cart?x=1", f"{ENV}.review.example.test")
         assert status == 503 and f"Waking up {ENV}" in page
         assert [o.source for o in rig.runtime.store.operations(env=ENV) if o.kind == "wake"] == [
             "visit"
         ]
-        assert _get(port, "/", "docs-x.review.example.test")[0] == 404  # no such app
-        assert _get(port, "/", "elsewhere.example.com")[0] == 404
-    finally:
-        nginx.terminate()
-        nginx.wait(10)
-
-
-def _get(port: int, path: str, host: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
+        assert get(port, "/", "docs-x.review.example.test")[0] == 404  # no such app
+        assert get(port, "/", "elsewhere.example.com")[0] == 404
 
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian: nginx-light)")
-def test_the_stacks_proxy_configuration_passes_nginx_t(tmp_path: Path) -> None:
-    """The configuration the stack's proxy container writes (its command, resolved as
-    CloudFormation resolves it, the secret filled in as its envsubst does) is one nginx takes,
-    and sends what does not answer to revieee's visit endpoint with the secret."""
+def test_the_stacks_proxy_makes_its_configuration_with_revieee_and_nginx_takes_it(
+    tmp_path: Path,
+) -> None:
+    """The stack's proxy task: its ``config`` container runs ``revieee proxy-config`` (its
+    command and environment, resolved as CloudFormation resolves them, on a revieee.toml with
+    two apps, one token-protected), the ``nginx`` container fills the secret in as its
+    envsubst does; nginx takes the result."""
     from tests.strict_aws.stack import Stack
 
-    assert NGINX is not None
-    stack = Stack("ns-proxytest", {"Domain": "review.example.test"})
-    task = stack.template["Resources"]["ProxyTaskDefinition"]["Properties"]
-    [container] = task["ContainerDefinitions"]
-    assert {s["Name"] for s in container["Secrets"]} == {"REVIEEE_PROXY_SECRET"}
-    script = stack.resolve(container["Command"])[0]
-    template = script.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
-    assert "envsubst '$REVIEEE_PROXY_SECRET'" in script
+    stack = Stack(
+        "ns-proxytest",
+        {"Domain": "review.example.test", "PrivateSubnetIds": "subnet-1"},
+        physical={"EnvironmentSecurityGroup": "sg-0123456789abcdef0"},
+    )
+    task = stack.resolve(stack.template["Resources"]["ProxyTaskDefinition"]["Properties"])
+    config, nginx = task["ContainerDefinitions"]
+    assert nginx["DependsOn"] == [{"ContainerName": "config", "Condition": "SUCCESS"}]
+    assert {s["Name"] for s in nginx["Secrets"]} == {"REVIEEE_PROXY_SECRET"}
+    assert {s["Name"] for s in config["Secrets"]} == {"REVIEEE_CONFIG_TOML"}
+    shared = {m["ContainerPath"] for m in config["MountPoints"]}
+    assert shared == {m["ContainerPath"] for m in nginx["MountPoints"]}
+    toml = """
+[apps.shop.services.web]
+repository = "acme/shop"
+task_definition = "shop-web"
+container = "web"
+port = 8080
+ecr_repository = "shop-web"
+[apps.docs]
+access = "token"
+[apps.docs.services.site]
+repository = "acme/docs"
+task_definition = "docs"
+container = "site"
+port = 3000
+ecr_repository = "docs"
+"""
+    env = {e["Name"]: e["Value"] for e in config["Environment"]}
+    out = tmp_path / "revieee.conf.template"
+    args = [str(out) if a == "/proxy/revieee.conf.template" else a for a in config["Command"]]
+    assert "/proxy/revieee.conf.template" in config["Command"]
+    assert "/proxy/revieee.conf.template" in nginx["Command"][0]
+    made = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("REVIEEE_")},
+            **env,
+            "REVIEEE_CONFIG_TOML": toml,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    template = out.read_text()
+    assert "envsubst '$REVIEEE_PROXY_SECRET'" in nginx["Command"][0]
     conf = template.replace("${REVIEEE_PROXY_SECRET}", "s3cret")
     assert 'X-Revieee-Proxy-Secret "s3cret"' in conf
     assert '"https://revieee.review.example.test/_revieee/visit"' in conf
-    (tmp_path / "proxy.conf").write_text(conf)
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  include {tmp_path}/proxy.conf;\n}}\n"
-    )
-    checked = subprocess.run(
-        [NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert checked.returncode == 0, checked.stderr
+    # by the namespace's name (revieee.toml's REVIEEE_NAMESPACE is the stack's id)
+    assert 'set $upstream "$review_service.$review_env.review.internal";' in conf
+    assert '"~^docs-" "token";' in conf and '"~^docs-" "3000";' in conf
+    check(conf.replace("/var/cache/nginx/revieee", str(tmp_path / "cache")), tmp_path)

@@ -50,8 +50,9 @@ def build_core(
     bus: Bus,
     commits: CommitResolver | None = None,
     images: ImageBuilder | None = None,
+    routing_secret: str | None = None,
 ) -> Core:
     queries = Queries(settings, store, engine)
     intake = Intake(settings, store, queries, bus)
-    executor = Executor(settings, store, engine, bus, queries, commits, images)
+    executor = Executor(settings, store, engine, bus, queries, commits, images, routing_secret)
     return Core(settings, store, intake, queries, executor)

@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import cost, envsettings
+from bot import broker, cost, envsettings
 from bot.config import Settings
 from bot.core.queries import Queries
 from bot.core.tasks import LifecycleTasks
@@ -47,8 +47,12 @@ class Executor:
         queries: Queries,
         commits: CommitResolver | None = None,
         images: ImageBuilder | None = None,
+        routing_secret: str | None = None,
     ) -> None:
         self.settings = settings
+        self.routing_secret = (
+            routing_secret  # REVIEEE_PROXY_SECRET: the OAuth keys' (bot/broker.py)
+        )
         self.store = store
         self.engine = engine
         self.bus = bus
@@ -204,6 +208,7 @@ class Executor:
             op.branch,
             self.settings.url_for(op.app, op.env, op.branch),
             envsettings.values(envsettings.load(row.get("settings"))),
+            broker.variables(self.routing_secret, self.settings.oauth_callback, op.env),
         )
 
     # -- deploy --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ calls these in its request thread, before it answers."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -104,6 +105,7 @@ class Intake:
                 error=None,
                 pinned=0,
                 stopped_reason=None,
+                access_salt=secrets.token_urlsafe(12),  # a new secret link (bot/access.py)
             )
         self.store.upsert_env(name, **fields)
         params = {**(context or {}), "sha": sha, "wait": wait}

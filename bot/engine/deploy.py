@@ -205,6 +205,7 @@ class Deploying(EngineBase):
                 "REVIEEE_URL": spec.url,
                 "REVIEEE_APP": spec.app.name,
                 "REVIEEE_SERVICE": svc.name,
+                **spec.variables,
             }
         )
         target["image"] = plan.image

@@ -27,6 +27,7 @@ class EnvSpec:
     branch: str
     url: str
     settings: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)  # revieee's (REVIEEE_OAUTH_KEY...)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ def pr_comment(view: DeployView, slack_link: str | None = None) -> str:
         lines.append(f"| **Stopped** | {_when(view.stopped_at)} by revieee: {why} |")
     elif view.phase == "stopped":
         lines.append(f"| **Stopped** | {_when(view.stopped_at)} by {_who(view.stopped_by)} |")
+    if view.access == "token" and view.phase != "stopped":
+        # the token is not written here: a pull request's readers are not its reviewers only
+        lines.append("| **Access** | protected: the link with its token is in its Slack message |")
+    elif view.access == "sso" and view.phase != "stopped":
+        lines.append("| **Access** | protected: sign in with the company's SSO |")
     if view.settings and view.phase != "stopped":
         pairs = ", ".join(code(f"{k}={v}", 120, table=True) for k, v in view.settings[:20])
         more = f" and {len(view.settings) - 20} more" if len(view.settings) > 20 else ""

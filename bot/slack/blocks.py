@@ -138,6 +138,15 @@ def deploy_message(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f":link: <{view.url}>"}}
         )
+    if view.phase == "ready" and view.access == "token":
+        blocks.append(
+            _note(
+                ":lock: Protected: this link carries the environment's token and signs its "
+                "visitor in; share it with its reviewers only."
+            )
+        )
+    elif view.phase == "ready" and view.access == "sso":
+        blocks.append(_note(":lock: Protected: visitors sign in with the company's SSO."))
     if view.detail and view.phase == "building":
         blocks.append(_note(f"CodeBuild: {text(view.detail, MAX_FIELD)}"))
     if view.phase == "failed" and view.reason:

@@ -10,6 +10,7 @@ channel membership). Rate limits (429 + ``Retry-After``) are retried by the clie
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -101,6 +102,8 @@ class SlackNotifier:
         self._links: dict[str, str] = {}  # permalinks of deploy messages, by channel/ts
         self._batch_said: dict[int, float] = {}  # when each batch's summary was last edited
         self._batch_later: set[int] = set()  # batches with an edit scheduled
+        # a token app's environment: its URL with its token (bot/access.py Links.link)
+        self.secret_link: Callable[[str, str], str | None] = lambda _env, _url: None
         self._worker = SerialWorker("revieee-slack", idle=self._idle)
         self._submit = self._worker.submit
 
@@ -445,7 +448,9 @@ class SlackNotifier:
             self._thread_reply(op, "\n".join(parts))
 
     def _view(self, op: Operation, phase: Phase) -> DeployView:
-        return view_of(self.store, self.settings, op, phase, self.clock())
+        view = view_of(self.store, self.settings, op, phase, self.clock())
+        link = self.secret_link(view.env, view.url) if view.access == "token" else None
+        return dataclasses.replace(view, url=link) if link else view
 
     def _render(self, op: Operation, phase: Phase, post: bool = True) -> None:
         """Edit the environment's message to show ``phase`` (or, with ``post``, post it)."""

@@ -361,6 +361,12 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     db.conn.execute("create index task_runs_operation on task_runs (operation_id, moment, name)")
 
 
+def _migration_11(db: sqlite_utils.Database) -> None:
+    # protected previews (bot/access.py): a salt drawn each time an environment is created, of
+    # which its secret link's token is made (a stopped and redeployed one gets a new link)
+    db.table("environments").add_column("access_salt", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -372,5 +378,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
