@@ -58,6 +58,7 @@ def nginx_config(
     services = []
     ports = []
     access = []
+    sso = []  # host patterns for the stack's SsoHostPatterns (the load balancer signs them in)
     # the longest name first: of apps "shop" and "shop-admin", "shop-admin-x" is shop-admin's
     for app in sorted(settings.apps.values(), key=lambda a: (-len(a.name), a.name)):
         public = app.public_service
@@ -65,6 +66,8 @@ def nginx_config(
         ports.append(f'    "~^{app.name}-" "{public.port}";')
         if app.access == "token":
             access.append(f'    "~^{app.name}-" "token";')
+        elif app.access == "sso":
+            sso.append(f"{app.name}-*.{settings.domain}")
     to_revieee = [  # what each request to revieee carries
         "        proxy_method GET;",
         "        proxy_pass_request_body off;",
@@ -93,7 +96,9 @@ def nginx_config(
         *ports,
         '    default "";',
         "}",
-        "# who may open it (bot/access.py): token apps' environments ask revieee",
+        "# who may open it (bot/access.py): token apps' environments ask revieee; sso apps'",
+        "# sign in at the load balancer, the stack's SsoHostPatterns: "
+        + (",".join(sorted(sso)) or "(no sso app)"),
         "map $review_env $review_access {",
         *access,
         '    default "public";',

@@ -250,3 +250,100 @@ def test_the_stack_refuses_missing_parameters(
     assert "Default" not in section
     with pytest.raises(cfn.exceptions.ClientError):
         cfn.create_stack(StackName="incomplete", TemplateBody=lint_like, Parameters=[])
+
+
+# -- protected previews, access = "sso": the load balancer's rules ---------------------------------
+# moto's ELBv2 keeps authenticate-* actions without checking them and no local service signs
+# anyone in, so what is tested here is the rules as CloudFormation resolves them (and cfn-lint's
+# schema checks above); the sign-in itself is not exercised (see the README).
+
+SSO_OIDC = {
+    "Domain": "review.example.test",
+    "SsoProvider": "oidc",
+    "OidcIssuer": "https://idp.example.test",
+    "OidcAuthorizationEndpoint": "https://idp.example.test/authorize",
+    "OidcTokenEndpoint": "https://idp.example.test/token",
+    "OidcUserInfoEndpoint": "https://idp.example.test/userinfo",
+    "OidcClientId": "previews",
+    "OidcClientSecret": "s3cret",
+}
+
+
+def _rules(stack: Stack) -> dict[str, dict[str, Any]]:
+    """The listener rules the stack creates (those whose condition holds), resolved."""
+    out = {}
+    for name, res in stack.template["Resources"].items():
+        if res["Type"] != "AWS::ElasticLoadBalancingV2::ListenerRule":
+            continue
+        if "Condition" in res and not stack.condition(res["Condition"]):
+            continue
+        out[name] = stack.resolve(res["Properties"])
+    return out
+
+
+def _hosts(rule: dict[str, Any]) -> list[str]:
+    return next(c for c in rule["Conditions"] if c["Field"] == "host-header")["HostHeaderConfig"][
+        "Values"
+    ]
+
+
+def test_without_sso_only_revieees_own_hosts_have_a_rule() -> None:
+    rules = _rules(Stack("ns-x", {"Domain": "review.example.test"}))
+    assert list(rules) == ["RevieeeRule"]
+    assert _hosts(rules["RevieeeRule"]) == [
+        "revieee.review.example.test",
+        "auth.review.example.test",
+    ]
+
+
+def test_oidc_signs_in_environments_but_not_revieee_the_broker_or_a_bypass() -> None:
+    stack = Stack("ns-x", {**SSO_OIDC, "SsoHostPatterns": "shop-*.review.example.test"})
+    rules = _rules(stack)
+    assert set(rules) == {"RevieeeRule", "SsoRule"}  # no bypass value: no bypass rule
+    # lower numbers first: Slack, GitHub and the OAuth broker are never asked to sign in
+    assert rules["RevieeeRule"]["Priority"] == 1 < rules["SsoRule"]["Priority"]
+    sso = rules["SsoRule"]
+    assert _hosts(sso) == ["shop-*.review.example.test"]
+    auth, forward = sorted(sso["Actions"], key=lambda a: a["Order"])
+    assert auth["Type"] == "authenticate-oidc" and forward["Type"] == "forward"
+    config = auth["AuthenticateOidcConfig"]
+    assert config["Issuer"] == "https://idp.example.test" and config["ClientSecret"] == "s3cret"
+    assert config["OnUnauthenticatedRequest"] == "authenticate"
+    assert "openid" in config["Scope"].split()
+
+    # every environment when no pattern is given; a bypass header's rule before the sign-in
+    token = "b" * 40
+    rules = _rules(Stack("ns-x", {**SSO_OIDC, "SsoBypassHeaderValue": token}))
+    assert _hosts(rules["SsoRule"]) == ["*.review.example.test"]
+    bypass = rules["SsoBypassRule"]
+    assert rules["RevieeeRule"]["Priority"] < bypass["Priority"] < rules["SsoRule"]["Priority"]
+    header = next(c for c in bypass["Conditions"] if c["Field"] == "http-header")
+    assert header["HttpHeaderConfig"] == {"HttpHeaderName": "X-Revieee-Bypass", "Values": [token]}
+    assert [a["Type"] for a in bypass["Actions"]] == ["forward"]
+
+
+def test_cognito_signs_in_with_the_user_pool() -> None:
+    stack = Stack(
+        "ns-x",
+        {
+            "Domain": "review.example.test",
+            "SsoProvider": "cognito",
+            "CognitoUserPoolArn": "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_X",
+            "CognitoUserPoolClientId": "client",
+            "CognitoUserPoolDomain": "previews",
+        },
+    )
+    (auth,) = [a for a in _rules(stack)["SsoRule"]["Actions"] if a["Type"] != "forward"]
+    assert auth["Type"] == "authenticate-cognito"
+    assert auth["AuthenticateCognitoConfig"]["UserPoolDomain"] == "previews"
+    assert "SsoBypassRule" not in _rules(stack)  # a bypass needs its value
+
+
+def test_the_bypass_header_value_must_be_long_enough_to_be_a_secret() -> None:
+    import re
+
+    spec = Stack("ns-x").template["Parameters"]["SsoBypassHeaderValue"]
+    pattern = re.compile(spec["AllowedPattern"])
+    assert spec["NoEcho"] is True
+    assert pattern.fullmatch("") and pattern.fullmatch("a" * 32)
+    assert not pattern.fullmatch("short") and not pattern.fullmatch("a b" * 20)

@@ -6,7 +6,8 @@ a parameter is its value (its Default when not given), of a resource its physica
 ``AWS::ECS::Cluster`` the name, for ``AWS::ServiceDiscovery::PrivateDnsNamespace`` the namespace
 id, for ``AWS::Logs::LogGroup`` the name, for ``AWS::IAM::Role`` the role name); ``Fn::GetAtt``
 of ``Arn``; ``Fn::Sub`` with ``${Name}`` and ``${Resource.Attribute}``; ``Fn::Join``,
-``Fn::Select``, ``Fn::Split``, ``Fn::If`` on a condition; ``AWS::NoValue`` removes the key.
+``Fn::Select``, ``Fn::Split``, ``Fn::If`` on a condition (``Fn::And``, ``Fn::Or``, ``Fn::Not``,
+``Fn::Equals``); ``AWS::NoValue`` removes the key.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ class Stack:
             if key == "Fn::If":
                 name, yes, no = value
                 return self.resolve(yes if self.condition(name) else no)
+            if key == "Fn::And":  # 2 to 10 conditions
+                assert 2 <= len(value) <= 10, value
+                return all(self.resolve(v) for v in value)
+            if key == "Fn::Or":
+                assert 2 <= len(value) <= 10, value
+                return any(self.resolve(v) for v in value)
             if key == "Fn::Not":
                 return not self.resolve(value[0])
             if key == "Fn::Equals":
