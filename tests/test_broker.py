@@ -1,22 +1,25 @@
 """One OAuth callback for every preview (bot/broker.py), end to end: an environment's app signs
 in through a local fake OAuth provider that, like Google's or GitHub's, accepts only the one
 registered redirect URI, ``https://auth.<domain>/callback``. The app's side is the README's
-plain-OAuth2 recipe, written here from the README's description (not with bot.broker's own
-helper), with ``REVIEEE_OAUTH_KEY`` and ``REVIEEE_OAUTH_CALLBACK`` read from the environment's
-registered task definition. Then every way a callback must not be forwarded: forged, tampered,
-expired, unknown or stopped environment, a path that is another site, no state."""
+plain-OAuth2 recipe, its own Python code run here (not bot.broker's helper), with
+``REVIEEE_OAUTH_KEY`` and ``REVIEEE_OAUTH_CALLBACK`` read from the environment's registered
+task definition; its JavaScript is run with node. Then every way a callback must not be
+forwarded: forged, tampered, expired, unknown or stopped environment, a path that is another
+site, no state."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
+import os
 import secrets
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -132,12 +135,25 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def readme_block(language: str) -> str:
+    """The README's first ``language`` block after the broker's heading: what an app adds."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("**One OAuth callback for every preview.**", 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
 def revieee_state(env: dict[str, str], path: str, own_state: str, ttl: int = 600) -> str:
-    """What the README tells an app to send as ``state``."""
-    payload = {"e": env["REVIEEE_ENV"], "p": path, "s": own_state, "x": int(time.time()) + ttl}
-    signed = "rv1." + b64url(json.dumps(payload).encode())
-    key = env["REVIEEE_OAUTH_KEY"].encode()
-    return signed + "." + b64url(hmac.new(key, signed.encode(), hashlib.sha256).digest())
+    """The README's Python ``revieee_state``, run as the app would run it: with its
+    ``REVIEEE_*`` variables in ``os.environ``."""
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_block("python"), "README.md", "exec"), namespace)
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        return str(namespace["revieee_state"](path, own_state, ttl))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def app_environment(admin: AwsClients, service: str = "web") -> dict[str, str]:
@@ -311,3 +327,40 @@ def test_a_state_expires_on_the_brokers_clock(make_rig: MakeRig, admin: AwsClien
     now[0] += 120
     with pytest.raises(Exception, match="expired"):
         broker.forward([("state", state)])
+
+
+# -- the README's JavaScript, run with node ---------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_readmes_javascript_state_is_forwarded(make_rig: MakeRig, admin: AwsClients) -> None:
+    rig = make_rig()
+    deployed(rig)
+    env = app_environment(admin)
+    script = (
+        readme_block("js")
+        + '\nprocess.stdout.write(revieeeState("/api/auth/callback/google", "n1"));'
+    )
+    done = subprocess.run(
+        ["node", "-e", script],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    status, headers = callback(rig, {"code": "c", "state": done.stdout})
+    assert status == 303, headers["body"]
+    assert headers["Location"] == (
+        f"https://{ENV}.review.example.test/api/auth/callback/google?code=c&state=n1"
+    )
+    # and with another environment's key, node's state is refused like any forged one
+    forged = {**env, "REVIEEE_OAUTH_KEY": oauth_key(PROXY_SECRET, "shop-other")}
+    done = subprocess.run(
+        ["node", "-e", script],
+        env={"PATH": os.environ["PATH"], **forged},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    refused(rig, {"code": "c", "state": done.stdout}, 400, "signature")
