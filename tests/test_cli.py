@@ -232,3 +232,24 @@ def test_proxy_config_prints_the_proxys_nginx_configuration(write_config: WriteC
     for bad in ([], ["--revieee-url"], ["--revieee-url", "revieee.x.test"], ["--port", "1"]):
         refused = revieee("--config", config, "proxy-config", *bad)
         assert refused.returncode == 2 and "proxy-config" in refused.stderr + refused.stdout
+
+
+def test_bypass_token_prints_the_apps_token_from_the_proxy_secret(
+    write_config: WriteConfig,
+) -> None:
+    from bot.access import bypass_token
+
+    config = str(write_config())
+    secret = {"REVIEEE_PROXY_SECRET": "s" * 32}
+    done = revieee("--config", config, "bypass-token", "shop", env=secret)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == bypass_token("s" * 32, "shop")
+    assert 'not access = "token"' in done.stderr  # the sandbox's shop is public
+    assert secret["REVIEEE_PROXY_SECRET"] not in done.stdout + done.stderr
+    other = revieee("--config", config, "bypass-token", "shop", env={"REVIEEE_PROXY_SECRET": "t"})
+    assert other.stdout.strip() != done.stdout.strip()  # made from the secret
+    no_secret = revieee("--config", config, "bypass-token", "shop")
+    assert no_secret.returncode == 2 and "REVIEEE_PROXY_SECRET" in no_secret.stderr
+    for bad in ([], ["nope"], ["shop", "extra"]):
+        refused = revieee("--config", config, "bypass-token", *bad, env=secret)
+        assert refused.returncode == 2 and "APP: one of shop" in refused.stderr
