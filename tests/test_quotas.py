@@ -81,3 +81,40 @@ def test_the_apps_limit_counts_everyones_and_admins_are_exempt(
     cmd = parse(f"deploy {branch} --sha {fake_sha(branch)}")
     reply = run(cmd, rig.runtime.core, Caller("me", "cli"))
     assert reply.ok, reply.text
+
+
+def test_deploys_at_once_cannot_both_take_the_last_place(make_rig: MakeRig) -> None:
+    """Eight deploys of new environments by one person at the same moment (Slack and GitHub
+    requests are served on threads of their own): with room for two, two are let in. Three
+    people in turn, each a race of its own (without the lock, one in three lets in all eight)."""
+    import threading
+
+    from bot.core import OverQuota
+
+    rig = make_rig(app={"max_environments_per_person": 2})
+
+    def race(who: str) -> tuple[list[str], list[str]]:
+        start = threading.Barrier(8)
+        accepted: list[str] = []
+        refused: list[str] = []
+
+        def one(n: int) -> None:
+            start.wait()
+            try:
+                accepted.append(
+                    rig.runtime.core.intake.request_deploy(f"{who}-{n}", requested_by=who).env
+                )
+            except OverQuota:
+                refused.append(str(n))
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        return accepted, refused
+
+    for person in ("U0ALICE", "U0BOB", "U0CAROL"):
+        accepted, refused = race(person)
+        assert (len(accepted), len(refused)) == (2, 6), (person, accepted)
+        assert rig.runtime.store.count_envs(app="shop", owner=person) == 2

@@ -73,60 +73,63 @@ class Intake:
             raise RequestError("a branch name is required")
         name = env_name(app_cfg.name, branch)
         url = self.settings.url_for(app_cfg.name, name, branch)
-        existing = self.store.get_env(name)
-        fresh = existing is None or existing["status"] == EnvStatus.STOPPED
-        if fresh and not exempt:
-            self._within_quota(app_cfg, requested_by)
-        fields: dict[str, Any] = {
-            "app": app_cfg.name,
-            "branch": branch,
-            "url": url,
-            **self._activity(None if fresh else existing),
-        }
-        changed: list[str] = []
-        if set_ or unset or block is not None:
-            try:
-                new, changed = envsettings.change(
-                    envsettings.load((existing or {}).get("settings")),
-                    self.settings.secret_keys,
-                    set_=set_,
-                    unset=unset,
-                    block=block,
-                    source=source,
-                    by=requested_by,
+        # the count, the settings read and the writes they allow are one step: two deploys at
+        # once cannot both take a quota's last place or lose one's settings
+        with self.store.serialized():
+            existing = self.store.get_env(name)
+            fresh = existing is None or existing["status"] == EnvStatus.STOPPED
+            if fresh and not exempt:
+                self._within_quota(app_cfg, requested_by)
+            fields: dict[str, Any] = {
+                "app": app_cfg.name,
+                "branch": branch,
+                "url": url,
+                **self._activity(None if fresh else existing),
+            }
+            changed: list[str] = []
+            if set_ or unset or block is not None:
+                try:
+                    new, changed = envsettings.change(
+                        envsettings.load((existing or {}).get("settings")),
+                        self.settings.secret_keys,
+                        set_=set_,
+                        unset=unset,
+                        block=block,
+                        source=source,
+                        by=requested_by,
+                    )
+                except envsettings.SettingError as exc:
+                    raise RequestError(f"not deployed: {exc}") from None
+                fields["settings"] = envsettings.dump(new)
+            if fresh:
+                fields.update(
+                    status=EnvStatus.QUEUED.value,
+                    owner=requested_by,
+                    error=None,
+                    pinned=0,
+                    stopped_reason=None,
+                    access_salt=secrets.token_urlsafe(12),  # a new secret link (bot/access.py)
                 )
-            except envsettings.SettingError as exc:
-                raise RequestError(f"not deployed: {exc}") from None
-            fields["settings"] = envsettings.dump(new)
-        if fresh:
-            fields.update(
-                status=EnvStatus.QUEUED.value,
-                owner=requested_by,
-                error=None,
-                pinned=0,
-                stopped_reason=None,
-                access_salt=secrets.token_urlsafe(12),  # a new secret link (bot/access.py)
+            self.store.upsert_env(name, **fields)
+            params = {**(context or {}), "sha": sha, "wait": wait}
+            op, superseded = self.store.enqueue(
+                "deploy", name, app_cfg.name, branch, params, requested_by, source
             )
-        self.store.upsert_env(name, **fields)
-        params = {**(context or {}), "sha": sha, "wait": wait}
-        op, superseded = self.store.enqueue(
-            "deploy", name, app_cfg.name, branch, params, requested_by, source
-        )
-        self.store.audit(
-            "deploy requested",
-            requested_by,
-            name,
-            source,
-            branch=branch,
-            sha=sha,
-            operation=op.id,
-            superseded=superseded,
-        )
-        if changed:
-            # the keys only: a value is no secret, but it needs no second copy either
             self.store.audit(
-                "settings changed", requested_by, name, source, operation=op.id, changes=changed
+                "deploy requested",
+                requested_by,
+                name,
+                source,
+                branch=branch,
+                sha=sha,
+                operation=op.id,
+                superseded=superseded,
             )
+            if changed:
+                # the keys only: a value is no secret, but it needs no second copy either
+                self.store.audit(
+                    "settings changed", requested_by, name, source, operation=op.id, changes=changed
+                )
         self._enqueued(op)
         return Accepted(op, name, url, superseded, ", ".join(changed))
 

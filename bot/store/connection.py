@@ -87,6 +87,13 @@ class Connection:
                 raise
             db.conn.execute("COMMIT")
 
+    @contextmanager
+    def serialized(self) -> Iterator[None]:
+        """The block's reads and the writes they decide happen with this process's other
+        writers kept waiting (e.g. a quota's count and the environment it lets in)."""
+        with self._write_lock:
+            yield
+
     def _migrate(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self.immediate() as db:
